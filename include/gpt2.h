@@ -1,0 +1,372 @@
+/* gpt2.h: GPT-2, whole, in C. The one public header, and the manual.
+ *
+ * A complete program that generates text:
+ *
+ *     #include <gpt2.h>
+ *     #include <stdio.h>
+ *
+ *     static int on_step(void *user, const gpt2_step *s) {
+ *         fwrite(s->text, 1, s->len, stdout); // streamed as it is made
+ *         return 0;                           // non-zero stops generation
+ *     }
+ *
+ *     int main(void) {
+ *         gpt2_model *m;
+ *         if (gpt2_model_load("models/kjv-small", &m) != GPT2_OK) {
+ *             fprintf(stderr, "%s\n", gpt2_last_error());
+ *             return 1;
+ *         }
+ *         gpt2_generate_params p = gpt2_generate_defaults();
+ *         p.max_new_tokens = 40;
+ *         gpt2_generate(m, "In the beginning", &p, on_step, NULL, NULL);
+ *         gpt2_model_free(m);
+ *     }
+ *
+ * The pieces, in the order of "The Illustrated GPT-2":
+ *   - gpt2_tokenizer_*   byte-level BPE: text <-> token ids
+ *   - gpt2_model_*       the read-only model: config, weights, load/save
+ *   - gpt2_batch_*       a (B, T) forward over whole sequences (logits, loss)
+ *   - gpt2_session_*     generation state: the KV cache of one sequence
+ *   - gpt2_sampler_*     logits -> next token (greedy, top-k, top-p, ...)
+ *   - gpt2_generate      all of the above in one call
+ *
+ * Conventions:
+ *   - Every function that can fail returns gpt2_status; GPT2_OK is 0. On
+ *     failure gpt2_last_error() describes what went wrong (thread-local).
+ *   - Every _new/_load has a _free; _free(NULL) does nothing.
+ *   - "Borrowed" results point into an object and stay valid until the
+ *     next call on that object or its _free.
+ *   - A gpt2_model is read-only after loading: any number of sessions and
+ *     batches, in any number of threads, may share one model. A session,
+ *     batch, sampler or tokenizer call is not thread-safe on the same
+ *     object (except tokenizer encode/decode, which only read it).
+ */
+#ifndef GPT2_H
+#define GPT2_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GPT2_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum {
+    GPT2_OK = 0,
+    GPT2_ERR_IO,      /* a file could not be opened, read or written */
+    GPT2_ERR_FORMAT,  /* a file or text is malformed */
+    GPT2_ERR_NOMEM,   /* out of memory */
+    GPT2_ERR_ARG,     /* an argument is out of range or inconsistent */
+    GPT2_ERR_BUFFER   /* the caller's buffer is too short; see each function */
+} gpt2_status;
+
+/* A static name for a status code ("ok", "I/O error", ...). */
+const char *gpt2_status_str(gpt2_status s);
+
+/* The message of the last failure in this thread (never NULL; "" if none).
+   Valid until the next failing call in the same thread. */
+const char *gpt2_last_error(void);
+
+/* --------------------------------------------------------------- threads */
+
+/* Threads used by the forward pass and other parallel work. n <= 0 means
+   all online cores (the default). Applies process-wide. */
+void gpt2_set_threads(int n);
+int  gpt2_get_threads(void);
+
+/* ------------------------------------------------------------- tokenizer */
+
+/* GPT-2's byte-level BPE: the text is cut by GPT-2's pre-tokenizer pattern
+   (with real Unicode letter / number / space classes), each piece's bytes
+   are mapped to printable unicode characters, and merges are applied in
+   rank order. decode(encode(x)) == x byte for byte. */
+typedef struct gpt2_tokenizer gpt2_tokenizer;
+
+#define GPT2_EOT_TEXT "<|endoftext|>"
+
+/* Loads vocab.json + merges.txt (Hugging Face names) from dir, or
+   encoder.json + vocab.bpe (OpenAI's names) if those are absent. */
+gpt2_status gpt2_tokenizer_load(const char *dir, gpt2_tokenizer **out);
+/* Loads from two explicit paths. */
+gpt2_status gpt2_tokenizer_load_files(const char *vocab_json,
+                                      const char *merges_txt,
+                                      gpt2_tokenizer **out);
+void gpt2_tokenizer_free(gpt2_tokenizer *t);
+
+/* Writes vocab.json and merges.txt into dir (which must exist). */
+gpt2_status gpt2_tokenizer_save(const gpt2_tokenizer *t, const char *dir);
+
+/* Number of ids (50257 for GPT-2). */
+int gpt2_tokenizer_vocab_size(const gpt2_tokenizer *t);
+/* The id of <|endoftext|>, or -1 if the vocabulary has none. */
+int gpt2_tokenizer_eot(const gpt2_tokenizer *t);
+
+/* Flags for gpt2_tokenizer_encode. */
+enum {
+    /* Recognise the text "<|endoftext|>" as the special token. Without it,
+       the text is encoded as ordinary characters, as GPT-2 does. */
+    GPT2_ENCODE_SPECIAL = 1
+};
+
+/* Encodes len bytes of text (need not be NUL-terminated). Writes at most
+   cap ids; *n_ids receives the number of ids. Returns GPT2_ERR_BUFFER,
+   with *n_ids the count needed, when cap is too small: cap >= len always
+   suffices (a token is at least one byte). Invalid UTF-8 is encoded byte
+   by byte like any other text (GPT-2 is byte-level), so it round-trips. */
+gpt2_status gpt2_tokenizer_encode(const gpt2_tokenizer *t, const char *text,
+                                  size_t len, int flags, int *ids, size_t cap,
+                                  size_t *n_ids);
+
+/* The raw bytes of one token (not NUL-terminated; *len receives the
+   length). Borrowed from the tokenizer. NULL if id is out of range. */
+const char *gpt2_tokenizer_piece(const gpt2_tokenizer *t, int id,
+                                 size_t *len);
+
+/* Decodes ids to bytes. Writes at most cap bytes plus a terminating NUL
+   when room remains; *len receives the byte count. GPT2_ERR_BUFFER with
+   *len the size needed when cap is too small; GPT2_ERR_ARG for an id out
+   of range. */
+gpt2_status gpt2_tokenizer_decode(const gpt2_tokenizer *t, const int *ids,
+                                  size_t n, char *buf, size_t cap,
+                                  size_t *len);
+
+/* Streaming decode: tokens may end in the middle of a UTF-8 character.
+   The stream holds back an incomplete character until the next bytes
+   complete it, so a terminal never shows half a character. Bytes that can
+   never form a valid character are passed through as they are. */
+typedef struct {
+    unsigned char pending[4]; /* bytes of an incomplete character */
+    int n_pending;            /* how many; 0..3 */
+} gpt2_utf8_stream;
+
+/* Feeds n bytes; writes the bytes ready for output to out, which must have
+   room for n + 4 bytes; returns how many were written. */
+size_t gpt2_utf8_stream_feed(gpt2_utf8_stream *s, const char *bytes, size_t n,
+                             char *out);
+/* Writes whatever is held back (at most 4 bytes) and resets the stream. */
+size_t gpt2_utf8_stream_flush(gpt2_utf8_stream *s, char *out);
+
+/* ---------------------------------------------------------------- config */
+
+/* The shape of a GPT-2. The four released sizes are presets. */
+typedef struct {
+    int n_layer;      /* decoder blocks (12 for gpt2) */
+    int n_head;       /* attention heads per block (12) */
+    int n_embd;       /* model width C (768); a multiple of n_head */
+    int n_ctx;        /* context: positions in wpe (1024); "n_positions" */
+    int vocab_size;   /* rows of wte (50257) */
+    float layer_norm_epsilon; /* 1e-5 */
+} gpt2_config;
+
+/* Fills *out for "gpt2" (124M), "gpt2-medium" (355M), "gpt2-large"
+   (774M) or "gpt2-xl" (1.5B). GPT2_ERR_ARG for another name. */
+gpt2_status gpt2_config_preset(const char *name, gpt2_config *out);
+
+/* Checks that every field is positive, n_embd % n_head == 0 and the sizes
+   fit in memory arithmetic. */
+gpt2_status gpt2_config_check(const gpt2_config *c);
+
+/* ----------------------------------------------------------------- model */
+
+typedef struct gpt2_model gpt2_model;
+
+/* Storage types of a safetensors file. */
+typedef enum { GPT2_DTYPE_F32 = 0, GPT2_DTYPE_F16, GPT2_DTYPE_BF16 } gpt2_dtype;
+const char *gpt2_dtype_name(gpt2_dtype d); /* "F32", "F16", "BF16" */
+
+/* Loads a model. path is either a Hugging Face GPT-2 directory
+   (config.json + model.safetensors, and vocab.json + merges.txt, which are
+   optional: without them gpt2_model_tokenizer returns NULL) or an llm.c
+   checkpoint file (.bin, magic 20240326). F32 weights are memory-mapped
+   where the file allows; F16 and BF16 are converted to float32. */
+gpt2_status gpt2_model_load(const char *path, gpt2_model **out);
+
+/* A new model with random weights as GPT-2 initialises them: N(0, 0.02),
+   residual projections (attn.c_proj, mlp.c_proj) N(0, 0.02/sqrt(2 L)),
+   biases 0, layer norms 1 and 0. Same seed, same weights. No tokenizer. */
+gpt2_status gpt2_model_init(const gpt2_config *c, uint64_t seed,
+                            gpt2_model **out);
+
+void gpt2_model_free(gpt2_model *m);
+
+/* Writes config.json and model.safetensors into dir (created if missing)
+   in the given dtype, loadable by Hugging Face transformers. Writes the
+   tokenizer files too when the model has a tokenizer. Files are written
+   to temporary names, synced, then renamed. */
+gpt2_status gpt2_model_save(const gpt2_model *m, const char *dir,
+                            gpt2_dtype dtype);
+
+/* Reads / writes llm.c's checkpoint (version 3, float32). */
+gpt2_status gpt2_model_save_llmc(const gpt2_model *m, const char *path);
+
+/* Gives the model a tokenizer (the model takes ownership of t). */
+void gpt2_model_set_tokenizer(gpt2_model *m, gpt2_tokenizer *t);
+
+const gpt2_config *gpt2_model_config(const gpt2_model *m);
+/* The tokenizer loaded with the model, or NULL. Borrowed. */
+const gpt2_tokenizer *gpt2_model_tokenizer(const gpt2_model *m);
+/* The dtype the weights were stored in, and whether they are mapped. */
+gpt2_dtype gpt2_model_file_dtype(const gpt2_model *m);
+int gpt2_model_is_mapped(const gpt2_model *m);
+
+/* Parameters, tensor by tensor, in Hugging Face names and shapes. */
+size_t gpt2_model_num_params(const gpt2_model *m);
+int gpt2_model_num_tensors(const gpt2_model *m);
+typedef struct {
+    const char *name;  /* "wte.weight", "h.0.attn.c_attn.weight", ... */
+    int ndim;          /* 1 or 2 */
+    int shape[2];      /* Conv1D layout: (in, out) for linear weights */
+    size_t numel;
+    const float *data; /* borrowed */
+} gpt2_tensor_info;
+gpt2_status gpt2_model_tensor(const gpt2_model *m, int i,
+                              gpt2_tensor_info *out);
+
+/* ----------------------------------------------------------------- batch */
+
+/* A forward pass over B sequences of T tokens at once: the logits at every
+   position and, with targets, the mean cross-entropy. Activations are
+   sized once in gpt2_batch_new and reused by every call. */
+typedef struct gpt2_batch gpt2_batch;
+
+gpt2_status gpt2_batch_new(const gpt2_model *m, int B, int T,
+                           gpt2_batch **out);
+void gpt2_batch_free(gpt2_batch *b);
+
+/* tokens: B*T ids, row-major (B, T); 1 <= t <= T used columns: all T.
+   targets: B*T ids, or NULL; a target of -1 is ignored in the loss.
+   *logits (may be NULL): borrowed (B, T, vocab_size) floats.
+   *loss (may be NULL): mean cross-entropy in nats over the counted
+   targets; NaN when targets is NULL. GPT2_ERR_ARG for an id out of range. */
+gpt2_status gpt2_batch_forward(gpt2_batch *b, const int *tokens,
+                               const int *targets, const float **logits,
+                               float *loss);
+
+/* --------------------------------------------------------------- session */
+
+/* One sequence being generated: the tokens so far and, per layer, the K
+   and V vectors of every past position (the KV cache), so each new token
+   costs one pass of its own through the model. */
+typedef struct gpt2_session gpt2_session;
+
+typedef struct {
+    /* 1: keep K and V of past tokens (default). 0: recompute the whole
+       window at every step (slow; for teaching and tests). */
+    int kv_cache;
+    /* When the context is full, keep this many most recent tokens and
+       re-prefill them before going on. 0 means n_ctx / 2. */
+    int slide_keep;
+} gpt2_session_options;
+
+gpt2_session_options gpt2_session_defaults(void);
+
+gpt2_status gpt2_session_new(const gpt2_model *m,
+                             const gpt2_session_options *opt,
+                             gpt2_session **out);
+void gpt2_session_free(gpt2_session *s);
+
+/* Forgets all tokens. */
+void gpt2_session_reset(gpt2_session *s);
+
+/* Appends n >= 1 tokens, running them through the model as one batch
+   (prefill), and returns the logits (vocab_size floats, borrowed) after
+   the last. If the context would overflow, the window slides first (see
+   slide_keep). */
+gpt2_status gpt2_session_prefill(gpt2_session *s, const int *tokens, int n,
+                                 const float **logits);
+
+/* Appends one token (a decode step); same as prefill with n = 1. */
+gpt2_status gpt2_session_step(gpt2_session *s, int token,
+                              const float **logits);
+
+/* Tokens currently in the window (borrowed) and their count. */
+const int *gpt2_session_tokens(const gpt2_session *s, int *n);
+/* How many times the window has slid. */
+int gpt2_session_slides(const gpt2_session *s);
+
+/* --------------------------------------------------------------- sampler */
+
+typedef struct {
+    float temperature;        /* 0: greedy (argmax). Default 1. */
+    int top_k;                /* keep the k most likely; 0: all. */
+    float top_p;              /* keep the smallest set of mass >= p; 1: all */
+    float repetition_penalty; /* > 1 discourages tokens already seen (CTRL's
+                                 rule: positive logits / p, negative * p);
+                                 1: off */
+    uint64_t seed;            /* same seed, same choices */
+} gpt2_sampler_params;
+
+gpt2_sampler_params gpt2_sampler_defaults(void);
+
+typedef struct gpt2_sampler gpt2_sampler;
+gpt2_status gpt2_sampler_new(const gpt2_sampler_params *p, int vocab_size,
+                             gpt2_sampler **out);
+void gpt2_sampler_free(gpt2_sampler *s);
+
+/* Chooses the next token from logits (vocab_size floats, not modified).
+   history: the n_hist tokens the repetition penalty looks at (may be
+   NULL). *token receives the choice; *logprob (may be NULL) its
+   log-probability under the model's plain softmax (temperature 1, no
+   filters), which is what the tutorial's probability figures show. */
+gpt2_status gpt2_sampler_sample(gpt2_sampler *s, const float *logits,
+                                const int *history, int n_hist, int *token,
+                                float *logprob);
+
+/* The k most likely tokens under softmax(logits), best first: ids and
+   log-probabilities. k is clamped to vocab_size; returns the count. */
+int gpt2_top_candidates(const float *logits, int vocab_size, int k,
+                        int *ids, float *logprobs);
+
+/* -------------------------------------------------------------- generate */
+
+typedef struct {
+    int max_new_tokens;          /* default 64 */
+    gpt2_sampler_params sampler; /* default gpt2_sampler_defaults() */
+    int stop_at_eot;             /* stop at <|endoftext|> (default 1) */
+    const char *const *stop;     /* NULL-terminated stop strings, or NULL */
+    int kv_cache;                /* default 1 */
+} gpt2_generate_params;
+
+gpt2_generate_params gpt2_generate_defaults(void);
+
+/* What gpt2_generate tells the caller after each new token. */
+typedef struct {
+    int index;            /* 0 for the first generated token */
+    int token;            /* the id chosen */
+    float logprob;        /* its log-probability under softmax(logits) */
+    const float *logits;  /* the raw logits it was chosen from (vocab_size
+                             floats, borrowed for this call only) */
+    const char *text;     /* bytes released for output now: whole UTF-8
+                             characters, held back while they could still
+                             begin a stop string; may be empty */
+    size_t len;           /* length of text */
+} gpt2_step;
+
+/* Return non-zero to stop generation. */
+typedef int (*gpt2_step_fn)(void *user, const gpt2_step *step);
+
+/* Encodes prompt with the model's tokenizer, generates, streams each token
+   to on_step (may be NULL). *n_generated (may be NULL) receives the count.
+   Text after a stop string is not delivered; the stop string itself is
+   not delivered either. GPT2_ERR_ARG if the model has no tokenizer or the
+   prompt is empty. */
+gpt2_status gpt2_generate(const gpt2_model *m, const char *prompt,
+                          const gpt2_generate_params *p, gpt2_step_fn on_step,
+                          void *user, int *n_generated);
+
+/* The same from token ids (n_prompt >= 1), for callers that tokenized the
+   prompt themselves. Needs a tokenizer only for the text of each step
+   (without one, text is empty and stop strings are ignored). */
+gpt2_status gpt2_generate_ids(const gpt2_model *m, const int *prompt,
+                              int n_prompt, const gpt2_generate_params *p,
+                              gpt2_step_fn on_step, void *user,
+                              int *n_generated);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GPT2_H */

@@ -1,0 +1,199 @@
+/* internal.h: what the files of src/ share privately. Not installed. */
+#ifndef GPT2_INTERNAL_H
+#define GPT2_INTERNAL_H
+
+#include "gpt2.h"
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ------------------------------------------------------------- errors */
+
+/* Records a message for gpt2_last_error() and returns s. The message names
+   the function and the offending value, e.g.
+   gpt2__fail(GPT2_ERR_FORMAT, "model_load: %s: bad magic %d", path, m); */
+gpt2_status gpt2__fail(gpt2_status s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Internal invariants only (bugs), never user input. */
+#define GPT2_ASSERT(x)                                                      \
+    do {                                                                    \
+        if (!(x)) {                                                         \
+            fprintf(stderr, "gpt2c: internal error at %s:%d: %s\n",        \
+                    __FILE__, __LINE__, #x);                                \
+            abort();                                                        \
+        }                                                                   \
+    } while (0)
+
+/* malloc/calloc that record GPT2_ERR_NOMEM on failure (return NULL);
+   n * size is checked for overflow. */
+void *gpt2__calloc(size_t n, size_t size, const char *what);
+void *gpt2__malloc(size_t n, size_t size, const char *what);
+/* 64-byte aligned, for weights and activations; free with gpt2__free_aligned */
+void *gpt2__alloc_aligned(size_t bytes, const char *what);
+void gpt2__free_aligned(void *p);
+/* a*b and a+b into *out; false on overflow of size_t */
+bool gpt2__mul_ok(size_t a, size_t b, size_t *out);
+bool gpt2__add_ok(size_t a, size_t b, size_t *out);
+
+/* Whole file into memory (NUL-terminated; *len excludes the NUL). */
+gpt2_status gpt2__read_file(const char *path, char **data, size_t *len);
+/* Writes len bytes to path via path.tmp, fsync, rename. */
+gpt2_status gpt2__write_file_atomic(const char *path, const void *data,
+                                    size_t len);
+/* dir/name into buf (cap bytes); GPT2_ERR_ARG if too long. */
+gpt2_status gpt2__join_path(char *buf, size_t cap, const char *dir,
+                            const char *name);
+bool gpt2__file_exists(const char *path);
+bool gpt2__is_dir(const char *path);
+
+/* ---------------------------------------------------- numeric formats */
+
+float gpt2__f16_to_f32(uint16_t h);
+uint16_t gpt2__f32_to_f16(float f);   /* round to nearest even */
+float gpt2__bf16_to_f32(uint16_t h);
+uint16_t gpt2__f32_to_bf16(float f);  /* round to nearest even */
+
+/* ------------------------------------------------------- safetensors */
+
+typedef enum {
+    GPT2__ST_F32, GPT2__ST_F16, GPT2__ST_BF16, GPT2__ST_F64,
+    GPT2__ST_I64, GPT2__ST_I32, GPT2__ST_I16, GPT2__ST_I8, GPT2__ST_U8,
+    GPT2__ST_BOOL, GPT2__ST_OTHER
+} gpt2__st_dtype;
+
+typedef struct {
+    char *name;
+    gpt2__st_dtype dtype;
+    int ndim;
+    int64_t shape[8];
+    size_t begin, end;       /* byte offsets into the data section */
+} gpt2__st_tensor;
+
+typedef struct {
+    void *map;               /* the mmapped file (or NULL when parsed) */
+    size_t map_len;
+    const uint8_t *data;     /* data section: after 8 + header bytes */
+    size_t data_len;
+    int n;                   /* tensors */
+    gpt2__st_tensor *t;
+    char *format;            /* __metadata__.format, or NULL */
+} gpt2__st_file;
+
+/* Parses a safetensors image in memory (buf stays owned by the caller and
+   must outlive f). Checks every tensor: dtype known, shape product *
+   element size == end - begin, offsets inside the data, no two tensors
+   overlapping, no overflow. */
+gpt2_status gpt2__st_parse(const uint8_t *buf, size_t len, gpt2__st_file *f);
+/* mmaps path read-only and parses it; f->map owns the mapping. */
+gpt2_status gpt2__st_open(const char *path, gpt2__st_file *f);
+void gpt2__st_close(gpt2__st_file *f);
+const gpt2__st_tensor *gpt2__st_find(const gpt2__st_file *f,
+                                     const char *name);
+size_t gpt2__st_dtype_size(gpt2__st_dtype d);
+const char *gpt2__st_dtype_name(gpt2__st_dtype d);
+/* Converts a F32/F16/BF16 tensor to float32 into out (numel floats). */
+gpt2_status gpt2__st_read_f32(const gpt2__st_file *f,
+                              const gpt2__st_tensor *t, float *out);
+
+/* One tensor to write: float32 data converted to dtype on the way out. */
+typedef struct {
+    const char *name;
+    int ndim;
+    int64_t shape[2];
+    const float *data;
+} gpt2__st_out;
+/* Writes a safetensors file (atomically) with __metadata__
+   {"format": "pt"} and tensors in the order given. */
+gpt2_status gpt2__st_write(const char *path, const gpt2__st_out *ts, int n,
+                           gpt2_dtype dtype);
+
+/* ------------------------------------------------- parameter layout */
+
+/* The tensors of a GPT-2, in Hugging Face names (without "transformer."),
+   in one canonical order: wte, wpe, then per block h.N.{ln_1.weight,
+   ln_1.bias, attn.c_attn.weight, attn.c_attn.bias, attn.c_proj.weight,
+   attn.c_proj.bias, ln_2.weight, ln_2.bias, mlp.c_fc.weight,
+   mlp.c_fc.bias, mlp.c_proj.weight, mlp.c_proj.bias}, then ln_f.weight,
+   ln_f.bias. A contiguous parameter block (training: params, grads, m, v)
+   lays them out in this order at these offsets. */
+enum {
+    GPT2__LN1_W, GPT2__LN1_B, GPT2__QKV_W, GPT2__QKV_B, GPT2__ATTPROJ_W,
+    GPT2__ATTPROJ_B, GPT2__LN2_W, GPT2__LN2_B, GPT2__FC_W, GPT2__FC_B,
+    GPT2__FCPROJ_W, GPT2__FCPROJ_B, GPT2__PER_LAYER
+};
+#define GPT2__N_TENSORS(L) (2 + GPT2__PER_LAYER * (L) + 2)
+
+typedef struct {
+    char name[48];
+    int ndim;
+    int shape[2];
+    size_t numel;
+    size_t offset;     /* in floats, within a contiguous block */
+    bool decay;        /* AdamW weight decay applies (2-D tensors) */
+    bool residual;     /* a residual projection (init scaled 1/sqrt(2L)) */
+} gpt2__tensor_spec;
+
+/* Fills specs (GPT2__N_TENSORS(L) entries, caller-allocated); returns the
+   total number of parameters. Config must have passed gpt2_config_check. */
+size_t gpt2__tensor_specs(const gpt2_config *c, gpt2__tensor_spec *specs);
+
+/* Index into the spec table. */
+static inline int gpt2__tensor_index(int layer, int which) {
+    return 2 + layer * GPT2__PER_LAYER + which;
+}
+#define GPT2__WTE 0
+#define GPT2__WPE 1
+#define GPT2__LNF_W(L) (2 + GPT2__PER_LAYER * (L))
+#define GPT2__LNF_B(L) (3 + GPT2__PER_LAYER * (L))
+
+/* The weights of a block, read by the forward pass. */
+typedef struct {
+    const float *ln1_w, *ln1_b;        /* (C) */
+    const float *qkv_w, *qkv_b;        /* (C, 3C), (3C) */
+    const float *attproj_w, *attproj_b;/* (C, C), (C) */
+    const float *ln2_w, *ln2_b;        /* (C) */
+    const float *fc_w, *fc_b;          /* (C, 4C), (4C) */
+    const float *fcproj_w, *fcproj_b;  /* (4C, C), (C) */
+} gpt2__layer;
+
+struct gpt2_model {
+    gpt2_config cfg;
+    int n_tensors;
+    gpt2__tensor_spec *specs;   /* n_tensors */
+    float **tensor;             /* n_tensors pointers: into owned or map */
+    size_t n_params;
+    /* named views of tensor[] */
+    const float *wte, *wpe, *lnf_w, *lnf_b;
+    gpt2__layer *layer;         /* n_layer */
+    float *owned;               /* contiguous block (n_params) or NULL */
+    gpt2__st_file st;           /* the mapped safetensors file, if any */
+    bool mapped;
+    gpt2_dtype file_dtype;
+    gpt2_tokenizer *tok;        /* owned, or NULL */
+};
+
+/* Allocates a model shell for cfg: specs, pointer tables. If alloc_block,
+   also the contiguous zeroed block with every tensor pointer bound to it. */
+gpt2_status gpt2__model_alloc(const gpt2_config *cfg, bool alloc_block,
+                              gpt2_model **out);
+/* Refreshes the named views (wte, layer[i].qkv_w, ...) from tensor[]. */
+void gpt2__model_bind(gpt2_model *m);
+
+/* Reads config.json text into *c (n_positions or n_ctx; defaults as
+   Hugging Face's GPT2Config for missing keys). */
+gpt2_status gpt2__config_from_json(const char *json, size_t len,
+                                   gpt2_config *c);
+/* config.json text for c (malloc'd, NUL-terminated). */
+char *gpt2__config_to_json(const gpt2_config *c);
+
+/* llm.c checkpoint import (path is a file). */
+gpt2_status gpt2__model_load_llmc(const char *path, gpt2_model **out);
+/* Hugging Face directory import. */
+gpt2_status gpt2__model_load_hf(const char *dir, gpt2_model **out);
+
+/* ------------------------------------------------------------ threads */
+
+int gpt2__threads(void);  /* the effective thread count (>= 1) */
+
+#endif /* GPT2_INTERNAL_H */

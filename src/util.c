@@ -1,0 +1,243 @@
+/* util.c: errors, checked allocation, files, half-precision conversion,
+   threads. The small things every other file leans on. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+static _Thread_local char last_error[1024];
+
+gpt2_status gpt2__fail(gpt2_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+const char *gpt2_last_error(void) { return last_error; }
+
+const char *gpt2_status_str(gpt2_status s) {
+    switch (s) {
+    case GPT2_OK: return "ok";
+    case GPT2_ERR_IO: return "I/O error";
+    case GPT2_ERR_FORMAT: return "format error";
+    case GPT2_ERR_NOMEM: return "out of memory";
+    case GPT2_ERR_ARG: return "invalid argument";
+    case GPT2_ERR_BUFFER: return "buffer too small";
+    }
+    return "unknown status";
+}
+
+/* ------------------------------------------------------------ allocation */
+
+bool gpt2__mul_ok(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return false;
+    *out = a * b;
+    return true;
+}
+
+bool gpt2__add_ok(size_t a, size_t b, size_t *out) {
+    if (b > SIZE_MAX - a) return false;
+    *out = a + b;
+    return true;
+}
+
+void *gpt2__calloc(size_t n, size_t size, const char *what) {
+    size_t bytes;
+    if (!gpt2__mul_ok(n, size, &bytes)) {
+        gpt2__fail(GPT2_ERR_NOMEM, "%s: size overflow (%zu x %zu)", what, n, size);
+        return NULL;
+    }
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) gpt2__fail(GPT2_ERR_NOMEM, "%s: out of memory (%zu bytes)", what, bytes);
+    return p;
+}
+
+void *gpt2__malloc(size_t n, size_t size, const char *what) {
+    size_t bytes;
+    if (!gpt2__mul_ok(n, size, &bytes)) {
+        gpt2__fail(GPT2_ERR_NOMEM, "%s: size overflow (%zu x %zu)", what, n, size);
+        return NULL;
+    }
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) gpt2__fail(GPT2_ERR_NOMEM, "%s: out of memory (%zu bytes)", what, bytes);
+    return p;
+}
+
+void *gpt2__alloc_aligned(size_t bytes, const char *what) {
+    void *p = NULL;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (rounded < bytes || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
+        gpt2__fail(GPT2_ERR_NOMEM, "%s: out of memory (%zu bytes)", what, bytes);
+        return NULL;
+    }
+    return p;
+}
+
+void gpt2__free_aligned(void *p) { free(p); }
+
+/* ----------------------------------------------------------------- files */
+
+gpt2_status gpt2__read_file(const char *path, char **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return gpt2__fail(GPT2_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return gpt2__fail(GPT2_ERR_IO, "%s: not a regular file", path);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = gpt2__malloc(n + 1, 1, path);
+    if (!buf) {
+        fclose(f);
+        return GPT2_ERR_NOMEM;
+    }
+    size_t got = fread(buf, 1, n, f);
+    int err = ferror(f);
+    fclose(f);
+    if (got != n || err) {
+        free(buf);
+        return gpt2__fail(GPT2_ERR_IO, "%s: short read (%zu of %zu bytes)", path, got, n);
+    }
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return GPT2_OK;
+}
+
+gpt2_status gpt2__write_file_atomic(const char *path, const void *data,
+                                    size_t len) {
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
+        return gpt2__fail(GPT2_ERR_ARG, "write: path too long: %s", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return gpt2__fail(GPT2_ERR_IO, "%s: %s", tmp, strerror(errno));
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return gpt2__fail(GPT2_ERR_IO, "%s: %s", tmp, strerror(e));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return gpt2__fail(GPT2_ERR_IO, "%s: %s", tmp, strerror(e));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return gpt2__fail(GPT2_ERR_IO, "rename %s: %s", path, strerror(e));
+    }
+    return GPT2_OK;
+}
+
+gpt2_status gpt2__join_path(char *buf, size_t cap, const char *dir,
+                            const char *name) {
+    size_t n = strlen(dir);
+    const char *sep = (n > 0 && dir[n - 1] == '/') ? "" : "/";
+    if ((size_t)snprintf(buf, cap, "%s%s%s", dir, sep, name) >= cap)
+        return gpt2__fail(GPT2_ERR_ARG, "path too long: %s/%s", dir, name);
+    return GPT2_OK;
+}
+
+bool gpt2__file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool gpt2__is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* ------------------------------------------------------- half precision */
+
+static uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static float bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+float gpt2__bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+
+uint16_t gpt2__f32_to_bf16(float f) {
+    uint32_t u = f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
+    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
+    return (uint16_t)(u >> 16);
+}
+
+float gpt2__f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t mant = h & 0x3ff;
+    if (exp == 0) {
+        /* zero or subnormal: mant * 2^-24 */
+        float v = (float)mant * 5.9604644775390625e-8f;
+        return sign ? -v : v;
+    }
+    if (exp == 31) return bits_f32(sign | 0x7f800000u | (mant << 13));
+    return bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+uint16_t gpt2__f32_to_f16(float f) {
+    uint32_t u = f32_bits(f);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return sign | 0x7e00;             /* NaN */
+    if (a >= 0x477ff000u) return sign | 0x7c00;            /* overflow: inf */
+    if (a < 0x38800000u) {                                 /* subnormal or 0 */
+        /* add 0.5 (as float) so the FPU rounds the mantissa to nearest even */
+        float v = bits_f32(a) + 0.5f;
+        return sign | (uint16_t)(f32_bits(v) - f32_bits(0.5f));
+    }
+    uint32_t mant_odd = (a >> 13) & 1u;
+    a += ((uint32_t)(15 - 127) << 23) + 0xfffu + mant_odd;
+    return sign | (uint16_t)(a >> 13);
+}
+
+/* --------------------------------------------------------------- threads */
+
+static int n_threads_wanted = 0; /* 0: all cores */
+
+void gpt2_set_threads(int n) {
+    n_threads_wanted = n > 0 ? n : 0;
+#ifdef _OPENMP
+    omp_set_num_threads(gpt2__threads());
+#endif
+}
+
+int gpt2__threads(void) {
+    if (n_threads_wanted > 0) return n_threads_wanted;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int gpt2_get_threads(void) { return gpt2__threads(); }
