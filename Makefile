@@ -41,6 +41,8 @@ TOOL_SRC = $(sort $(wildcard tools/*.c))
 TOOL_OBJ = $(TOOL_SRC:tools/%.c=$(BUILD)/obj/tools/%.o)
 TEST_SRC = $(sort $(wildcard tests/test_*.c))
 TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TESTTOOL_SRC = $(sort $(wildcard tests/tools/*.c))
+TESTTOOL_BIN = $(TESTTOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 EXAMPLE_SRC = $(sort $(wildcard examples/*.c))
 EXAMPLE_BIN = $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 BENCH_SRC = $(sort $(wildcard bench/*.c))
@@ -54,7 +56,7 @@ all: lib tools
 
 lib: $(BUILD)/libgpt2.a $(BUILD)/libgpt2.so
 tools: $(BUILD)/gpt2
-tests: $(TEST_BIN)
+tests: $(TEST_BIN) $(TESTTOOL_BIN)
 examples: $(EXAMPLE_BIN)
 benches: $(BENCH_BIN)
 
@@ -71,12 +73,16 @@ $(BUILD)/libgpt2.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/libgpt2.so: $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libgpt2.so.0 -o $@ $^ $(LDLIBS)
+	$(CC) $(ALLCFLAGS) -shared -Wl,-soname,libgpt2.so.0 -o $@ $^ $(LDLIBS)
 
 $(BUILD)/gpt2: $(TOOL_OBJ) $(BUILD)/libgpt2.a
 	$(CC) $(ALLCFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libgpt2.a $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libgpt2.a $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -Isrc -Itests -o $@ $< $(BUILD)/libgpt2.a $(LDLIBS)
+
+$(BUILD)/tests/tools/%: tests/tools/%.c $(BUILD)/libgpt2.a $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -Isrc -Itests -o $@ $< $(BUILD)/libgpt2.a $(LDLIBS)
 

@@ -1,0 +1,278 @@
+/* model.c: the GPT-2 itself. Config, parameter layout, random init, and
+   the forward pass: token + position embedding (the "encoder" step), L
+   decoder blocks (ln_1, masked self-attention, residual, ln_2, MLP,
+   residual), ln_f, and the LM head tied to wte. Loading and saving files
+   live in model_io.c. */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "ops.h"
+
+/* ---------------------------------------------------------------- config */
+
+gpt2_status gpt2_config_preset(const char *name, gpt2_config *out) {
+    static const struct {
+        const char *name;
+        int L, NH, C;
+    } presets[] = {
+        {"gpt2", 12, 12, 768},
+        {"gpt2-medium", 24, 16, 1024},
+        {"gpt2-large", 36, 20, 1280},
+        {"gpt2-xl", 48, 25, 1600},
+    };
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        if (name && strcmp(name, presets[i].name) == 0) {
+            out->n_layer = presets[i].L;
+            out->n_head = presets[i].NH;
+            out->n_embd = presets[i].C;
+            out->n_ctx = 1024;
+            out->vocab_size = 50257;
+            out->layer_norm_epsilon = 1e-5f;
+            return GPT2_OK;
+        }
+    }
+    return gpt2__fail(GPT2_ERR_ARG,
+                      "config_preset: unknown config '%s' (expected gpt2, "
+                      "gpt2-medium, gpt2-large or gpt2-xl)",
+                      name ? name : "(null)");
+}
+
+gpt2_status gpt2_config_check(const gpt2_config *c) {
+    if (c->n_layer <= 0 || c->n_head <= 0 || c->n_embd <= 0 || c->n_ctx <= 0 ||
+        c->vocab_size <= 0)
+        return gpt2__fail(GPT2_ERR_ARG,
+                          "config: every size must be positive (n_layer=%d "
+                          "n_head=%d n_embd=%d n_ctx=%d vocab_size=%d)",
+                          c->n_layer, c->n_head, c->n_embd, c->n_ctx,
+                          c->vocab_size);
+    if (c->n_embd % c->n_head != 0)
+        return gpt2__fail(GPT2_ERR_ARG,
+                          "config: n_embd=%d is not a multiple of n_head=%d",
+                          c->n_embd, c->n_head);
+    if (!(c->layer_norm_epsilon > 0) || !isfinite(c->layer_norm_epsilon))
+        return gpt2__fail(GPT2_ERR_ARG, "config: layer_norm_epsilon=%g must be > 0",
+                          c->layer_norm_epsilon);
+    /* Keep every index of every buffer within int32 row counts and size_t
+       byte counts: 4C * C and V * C must not overflow, and n_layer,
+       n_ctx stay modest. */
+    if (c->n_embd > 65536 || c->n_layer > 4096 || c->n_ctx > 1 << 20 ||
+        c->vocab_size > 1 << 24 || c->n_head > c->n_embd)
+        return gpt2__fail(GPT2_ERR_ARG,
+                          "config: sizes too large (n_layer=%d n_embd=%d "
+                          "n_ctx=%d vocab_size=%d)",
+                          c->n_layer, c->n_embd, c->n_ctx, c->vocab_size);
+    return GPT2_OK;
+}
+
+/* ------------------------------------------------------ parameter layout */
+
+static const struct {
+    const char *suffix;
+    int out_mult;   /* 2-D: shape (in_mult*C, out_mult*C); 1-D: (out_mult*C) */
+    int in_mult;    /* 0 for 1-D tensors */
+    bool residual;
+} per_layer[GPT2__PER_LAYER] = {
+    [GPT2__LN1_W] = {"ln_1.weight", 1, 0, false},
+    [GPT2__LN1_B] = {"ln_1.bias", 1, 0, false},
+    [GPT2__QKV_W] = {"attn.c_attn.weight", 3, 1, false},
+    [GPT2__QKV_B] = {"attn.c_attn.bias", 3, 0, false},
+    [GPT2__ATTPROJ_W] = {"attn.c_proj.weight", 1, 1, true},
+    [GPT2__ATTPROJ_B] = {"attn.c_proj.bias", 1, 0, false},
+    [GPT2__LN2_W] = {"ln_2.weight", 1, 0, false},
+    [GPT2__LN2_B] = {"ln_2.bias", 1, 0, false},
+    [GPT2__FC_W] = {"mlp.c_fc.weight", 4, 1, false},
+    [GPT2__FC_B] = {"mlp.c_fc.bias", 4, 0, false},
+    [GPT2__FCPROJ_W] = {"mlp.c_proj.weight", 1, 4, true},
+    [GPT2__FCPROJ_B] = {"mlp.c_proj.bias", 1, 0, false},
+};
+
+static void set_spec(gpt2__tensor_spec *s, const char *name, int ndim, int d0,
+                     int d1, size_t *offset) {
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->ndim = ndim;
+    s->shape[0] = d0;
+    s->shape[1] = ndim == 2 ? d1 : 1;
+    s->numel = (size_t)d0 * (size_t)(ndim == 2 ? d1 : 1);
+    s->offset = *offset;
+    s->decay = ndim == 2;
+    s->residual = false;
+    *offset += s->numel;
+}
+
+size_t gpt2__tensor_specs(const gpt2_config *c, gpt2__tensor_spec *specs) {
+    int C = c->n_embd, L = c->n_layer;
+    size_t off = 0;
+    set_spec(&specs[GPT2__WTE], "wte.weight", 2, c->vocab_size, C, &off);
+    set_spec(&specs[GPT2__WPE], "wpe.weight", 2, c->n_ctx, C, &off);
+    for (int l = 0; l < L; l++) {
+        for (int k = 0; k < GPT2__PER_LAYER; k++) {
+            char name[48];
+            snprintf(name, sizeof name, "h.%d.%s", l, per_layer[k].suffix);
+            gpt2__tensor_spec *s = &specs[gpt2__tensor_index(l, k)];
+            if (per_layer[k].in_mult)
+                set_spec(s, name, 2, per_layer[k].in_mult * C,
+                         per_layer[k].out_mult * C, &off);
+            else
+                set_spec(s, name, 1, per_layer[k].out_mult * C, 0, &off);
+            s->residual = per_layer[k].residual;
+        }
+    }
+    set_spec(&specs[GPT2__LNF_W(L)], "ln_f.weight", 1, C, 0, &off);
+    set_spec(&specs[GPT2__LNF_B(L)], "ln_f.bias", 1, C, 0, &off);
+    return off;
+}
+
+void gpt2__model_bind(gpt2_model *m) {
+    int L = m->cfg.n_layer;
+    m->wte = m->tensor[GPT2__WTE];
+    m->wpe = m->tensor[GPT2__WPE];
+    m->lnf_w = m->tensor[GPT2__LNF_W(L)];
+    m->lnf_b = m->tensor[GPT2__LNF_B(L)];
+    for (int l = 0; l < L; l++) {
+        float **t = &m->tensor[gpt2__tensor_index(l, 0)];
+        gpt2__layer *y = &m->layer[l];
+        y->ln1_w = t[GPT2__LN1_W];
+        y->ln1_b = t[GPT2__LN1_B];
+        y->qkv_w = t[GPT2__QKV_W];
+        y->qkv_b = t[GPT2__QKV_B];
+        y->attproj_w = t[GPT2__ATTPROJ_W];
+        y->attproj_b = t[GPT2__ATTPROJ_B];
+        y->ln2_w = t[GPT2__LN2_W];
+        y->ln2_b = t[GPT2__LN2_B];
+        y->fc_w = t[GPT2__FC_W];
+        y->fc_b = t[GPT2__FC_B];
+        y->fcproj_w = t[GPT2__FCPROJ_W];
+        y->fcproj_b = t[GPT2__FCPROJ_B];
+    }
+}
+
+gpt2_status gpt2__model_alloc(const gpt2_config *cfg, bool alloc_block,
+                              gpt2_model **out) {
+    *out = NULL;
+    gpt2_status st = gpt2_config_check(cfg);
+    if (st) return st;
+    gpt2_model *m = gpt2__calloc(1, sizeof *m, "model");
+    if (!m) return GPT2_ERR_NOMEM;
+    m->cfg = *cfg;
+    m->n_tensors = GPT2__N_TENSORS(cfg->n_layer);
+    m->specs = gpt2__calloc((size_t)m->n_tensors, sizeof *m->specs, "model specs");
+    m->tensor = gpt2__calloc((size_t)m->n_tensors, sizeof *m->tensor, "model tensors");
+    m->layer = gpt2__calloc((size_t)cfg->n_layer, sizeof *m->layer, "model layers");
+    if (!m->specs || !m->tensor || !m->layer) {
+        gpt2_model_free(m);
+        return GPT2_ERR_NOMEM;
+    }
+    m->n_params = gpt2__tensor_specs(cfg, m->specs);
+    m->file_dtype = GPT2_DTYPE_F32;
+    if (alloc_block) {
+        size_t bytes;
+        if (!gpt2__mul_ok(m->n_params, sizeof(float), &bytes)) {
+            gpt2_model_free(m);
+            return gpt2__fail(GPT2_ERR_NOMEM, "model: %zu parameters overflow", m->n_params);
+        }
+        m->owned = gpt2__alloc_aligned(bytes, "model parameters");
+        if (!m->owned) {
+            gpt2_model_free(m);
+            return GPT2_ERR_NOMEM;
+        }
+        memset(m->owned, 0, bytes);
+        for (int i = 0; i < m->n_tensors; i++) m->tensor[i] = m->owned + m->specs[i].offset;
+        gpt2__model_bind(m);
+    }
+    *out = m;
+    return GPT2_OK;
+}
+
+void gpt2_model_free(gpt2_model *m) {
+    if (!m) return;
+    gpt2__free_aligned(m->owned);
+    gpt2__st_close(&m->st);
+    gpt2_tokenizer_free(m->tok);
+    free(m->specs);
+    free(m->tensor);
+    free(m->layer);
+    free(m);
+}
+
+/* ------------------------------------------------------------ accessors */
+
+const gpt2_config *gpt2_model_config(const gpt2_model *m) { return &m->cfg; }
+const gpt2_tokenizer *gpt2_model_tokenizer(const gpt2_model *m) { return m->tok; }
+void gpt2_model_set_tokenizer(gpt2_model *m, gpt2_tokenizer *t) {
+    if (m->tok != t) gpt2_tokenizer_free(m->tok);
+    m->tok = t;
+}
+gpt2_dtype gpt2_model_file_dtype(const gpt2_model *m) { return m->file_dtype; }
+int gpt2_model_is_mapped(const gpt2_model *m) { return m->mapped; }
+size_t gpt2_model_num_params(const gpt2_model *m) { return m->n_params; }
+int gpt2_model_num_tensors(const gpt2_model *m) { return m->n_tensors; }
+
+gpt2_status gpt2_model_tensor(const gpt2_model *m, int i, gpt2_tensor_info *out) {
+    if (i < 0 || i >= m->n_tensors)
+        return gpt2__fail(GPT2_ERR_ARG, "model_tensor: index %d out of range [0, %d)",
+                          i, m->n_tensors);
+    const gpt2__tensor_spec *s = &m->specs[i];
+    out->name = s->name;
+    out->ndim = s->ndim;
+    out->shape[0] = s->shape[0];
+    out->shape[1] = s->shape[1];
+    out->numel = s->numel;
+    out->data = m->tensor[i];
+    return GPT2_OK;
+}
+
+const char *gpt2_dtype_name(gpt2_dtype d) {
+    switch (d) {
+    case GPT2_DTYPE_F32: return "F32";
+    case GPT2_DTYPE_F16: return "F16";
+    case GPT2_DTYPE_BF16: return "BF16";
+    }
+    return "?";
+}
+
+/* ------------------------------------------------------------ random init */
+
+/* splitmix64 seeds xoshiro-style state; Box-Muller gives normals. The
+   stream depends only on the seed, so the same seed gives the same model
+   on every machine. */
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t *x) {
+    return ((splitmix64(x) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+static void fill_normal(float *p, size_t n, float std, uint64_t *rng) {
+    for (size_t i = 0; i < n; i += 2) {
+        double u1 = uniform01(rng), u2 = uniform01(rng);
+        double r = sqrt(-2.0 * log(u1));
+        p[i] = (float)(r * cos(2 * M_PI * u2) * std);
+        if (i + 1 < n) p[i + 1] = (float)(r * sin(2 * M_PI * u2) * std);
+    }
+}
+
+gpt2_status gpt2_model_init(const gpt2_config *c, uint64_t seed, gpt2_model **out) {
+    gpt2_model *m;
+    gpt2_status st = gpt2__model_alloc(c, true, &m);
+    if (st) return st;
+    float resid_std = 0.02f / sqrtf(2.0f * (float)c->n_layer);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const gpt2__tensor_spec *s = &m->specs[i];
+        /* each tensor has its own stream, so adding layers does not shift
+           the weights of the first ones */
+        uint64_t rng = seed * 0x100000001b3ull + (uint64_t)i * 0x9e3779b97f4a7c15ull;
+        if (s->ndim == 2)
+            fill_normal(m->tensor[i], s->numel, s->residual ? resid_std : 0.02f, &rng);
+        else if (strstr(s->name, "ln_") && strstr(s->name, ".weight"))
+            for (size_t j = 0; j < s->numel; j++) m->tensor[i][j] = 1.0f;
+        /* biases stay 0 */
+    }
+    *out = m;
+    return GPT2_OK;
+}
