@@ -336,10 +336,12 @@ gpt2_generate_params gpt2_generate_defaults(void);
 /* What gpt2_generate tells the caller after each new token. */
 typedef struct {
     int index;            /* 0 for the first generated token */
-    int token;            /* the id chosen */
+    int token;            /* the id chosen; -1 in a last call that only
+                             releases text held back at the end */
     float logprob;        /* its log-probability under softmax(logits) */
     const float *logits;  /* the raw logits it was chosen from (vocab_size
-                             floats, borrowed for this call only) */
+                             floats, borrowed for this call only; NULL in
+                             the last call with token -1) */
     const char *text;     /* bytes released for output now: whole UTF-8
                              characters, held back while they could still
                              begin a stop string; may be empty */

@@ -192,6 +192,47 @@ gpt2_status gpt2__model_load_llmc(const char *path, gpt2_model **out);
 /* Hugging Face directory import. */
 gpt2_status gpt2__model_load_hf(const char *dir, gpt2_model **out);
 
+/* ------------------------------------------------------- forward pass */
+
+/* The activations of one decoder block over (B, T) rows; shapes per
+   pointer. Training keeps one set per layer; inference reuses one set. */
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd; /* (B,T,C), (B,T), (B,T) */
+    float *qkv;                       /* (B,T,3C): q | k | v per row */
+    float *att;                       /* (B,NH,T,Tk) softmax, or NULL */
+    float *atty;                      /* (B,T,C) attention output */
+    float *attproj;                   /* (B,T,C) after c_proj */
+    float *residual2;                 /* (B,T,C) x + attproj */
+    float *ln2, *ln2_mean, *ln2_rstd; /* (B,T,C), (B,T), (B,T) */
+    float *fch, *fch_gelu;            /* (B,T,4C) */
+    float *fcproj;                    /* (B,T,C) */
+    float *residual3;                 /* (B,T,C) the block's output */
+} gpt2__block_acts;
+
+/* One decoder block: ln_1, masked self-attention, residual, ln_2, MLP,
+   residual. x (B,T,C) is the residual stream coming in (it may alias
+   a->residual3). Without a cache, attention runs within the T rows. With
+   kcache/vcache (this layer's (n_ctx, C) K and V; B must be 1) the T new
+   rows are positions past..past+T-1: their K and V are stored in the
+   cache and attention reads positions 0..past+T-1 from it. */
+void gpt2__block_forward(const gpt2_model *m, int l, const gpt2__block_acts *a,
+                         const float *x, int B, int T, int past, float *kcache,
+                         float *vcache);
+
+/* ln_f over the rows x (N,C) into out (N,C), then the tied LM head into
+   logits (N,V). mean/rstd (N) may be NULL. */
+void gpt2__head_forward(const gpt2_model *m, float *out, float *mean,
+                        float *rstd, float *logits, const float *x, int N);
+
+/* Floats needed by one block's activations for B*T rows with Tk keys
+   (att only when keep_att). */
+size_t gpt2__block_acts_size(const gpt2_config *c, int B, int T, int Tk,
+                             bool keep_att);
+/* Points a's fields into base (gpt2__block_acts_size floats). */
+void gpt2__block_acts_bind(gpt2__block_acts *a, float *base,
+                           const gpt2_config *c, int B, int T, int Tk,
+                           bool keep_att);
+
 /* ------------------------------------------------------------ threads */
 
 int gpt2__threads(void);  /* the effective thread count (>= 1) */

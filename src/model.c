@@ -276,3 +276,180 @@ gpt2_status gpt2_model_init(const gpt2_config *c, uint64_t seed, gpt2_model **ou
     *out = m;
     return GPT2_OK;
 }
+
+/* ---------------------------------------------------------- forward pass */
+
+/* The fields of gpt2__block_acts in order, with their width per row in
+   units of C (0: one float per row). att is handled apart. */
+#define BLOCK_FIELDS(X)                                                     \
+    X(ln1, 1) X(ln1_mean, 0) X(ln1_rstd, 0) X(qkv, 3) X(atty, 1)            \
+    X(attproj, 1) X(residual2, 1) X(ln2, 1) X(ln2_mean, 0) X(ln2_rstd, 0)   \
+    X(fch, 4) X(fch_gelu, 4) X(fcproj, 1) X(residual3, 1)
+
+size_t gpt2__block_acts_size(const gpt2_config *c, int B, int T, int Tk,
+                             bool keep_att) {
+    size_t rows = (size_t)B * T, C = (size_t)c->n_embd, n = 0;
+#define X(name, w) n += rows * ((w) ? (w) * C : 1);
+    BLOCK_FIELDS(X)
+#undef X
+    if (keep_att) n += (size_t)B * c->n_head * T * Tk;
+    return n;
+}
+
+void gpt2__block_acts_bind(gpt2__block_acts *a, float *base,
+                           const gpt2_config *c, int B, int T, int Tk,
+                           bool keep_att) {
+    size_t rows = (size_t)B * T, C = (size_t)c->n_embd;
+    float *p = base;
+#define X(name, w) a->name = p; p += rows * ((w) ? (w) * C : 1);
+    BLOCK_FIELDS(X)
+#undef X
+    a->att = keep_att ? p : NULL;
+}
+
+void gpt2__block_forward(const gpt2_model *m, int l, const gpt2__block_acts *a,
+                         const float *x, int B, int T, int past, float *kcache,
+                         float *vcache) {
+    const gpt2__layer *w = &m->layer[l];
+    int C = m->cfg.n_embd, NH = m->cfg.n_head, N = B * T;
+    size_t NC = (size_t)N * C;
+
+    /* 1. ln_1, then c_attn makes Query, Key and Value for every token */
+    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, w->ln1_b, N,
+                      C, m->cfg.layer_norm_epsilon);
+    matmul_forward(a->qkv, a->ln1, w->qkv_w, w->qkv_b, N, C, 3 * C);
+
+    /* 2. masked self-attention: scores, causal mask, softmax, weighted sum
+       of values; heads split and merged inside the kernel */
+    if (kcache) {
+        GPT2_ASSERT(B == 1 && past + T <= m->cfg.n_ctx);
+        /* keep K and V of these tokens for the steps that follow */
+        for (int t = 0; t < T; t++) {
+            memcpy(kcache + (size_t)(past + t) * C, a->qkv + (size_t)t * 3 * C + C,
+                   sizeof(float) * C);
+            memcpy(vcache + (size_t)(past + t) * C, a->qkv + (size_t)t * 3 * C + 2 * C,
+                   sizeof(float) * C);
+        }
+        attention_forward(a->atty, a->att, a->qkv, kcache, vcache, 1, T, past + T, C,
+                          NH, 3 * (size_t)C, 0, (size_t)C, 0);
+    } else {
+        GPT2_ASSERT(past == 0);
+        attention_forward(a->atty, a->att, a->qkv, a->qkv + C, a->qkv + 2 * C, B, T,
+                          T, C, NH, 3 * (size_t)C, (size_t)T * 3 * C, 3 * (size_t)C,
+                          (size_t)T * 3 * C);
+    }
+
+    /* 3. c_proj projects the merged heads back; the residual adds it */
+    matmul_forward(a->attproj, a->atty, w->attproj_w, w->attproj_b, N, C, C);
+    residual_forward(a->residual2, x, a->attproj, NC);
+
+    /* 4. ln_2 and the MLP: 4C wide with GELU, then back to C; residual */
+    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->residual2, w->ln2_w,
+                      w->ln2_b, N, C, m->cfg.layer_norm_epsilon);
+    matmul_forward(a->fch, a->ln2, w->fc_w, w->fc_b, N, C, 4 * C);
+    gelu_forward(a->fch_gelu, a->fch, (size_t)N * 4 * C);
+    matmul_forward(a->fcproj, a->fch_gelu, w->fcproj_w, w->fcproj_b, N, 4 * C, C);
+    residual_forward(a->residual3, a->residual2, a->fcproj, NC);
+}
+
+void gpt2__head_forward(const gpt2_model *m, float *out, float *mean,
+                        float *rstd, float *logits, const float *x, int N) {
+    int C = m->cfg.n_embd;
+    layernorm_forward(out, mean, rstd, x, m->lnf_w, m->lnf_b, N, C,
+                      m->cfg.layer_norm_epsilon);
+    /* the LM head is tied: logits are dot products with every row of wte */
+    lmhead_forward(logits, out, m->wte, N, C, m->cfg.vocab_size);
+}
+
+/* ------------------------------------------------------------------ batch */
+
+struct gpt2_batch {
+    const gpt2_model *m;
+    int B, T;
+    float *mem;           /* one block for everything below */
+    float *encoded;       /* (B,T,C) */
+    gpt2__block_acts act; /* one set, reused by every layer */
+    float *lnf;           /* (B,T,C) */
+    float *logits;        /* (B,T,V) */
+    float *losses;        /* (B,T) */
+};
+
+gpt2_status gpt2_batch_new(const gpt2_model *m, int B, int T, gpt2_batch **out) {
+    *out = NULL;
+    if (B < 1 || T < 1 || T > m->cfg.n_ctx)
+        return gpt2__fail(GPT2_ERR_ARG,
+                          "batch_new: B=%d T=%d: need B >= 1 and 1 <= T <= n_ctx=%d",
+                          B, T, m->cfg.n_ctx);
+    const gpt2_config *c = &m->cfg;
+    size_t rows = (size_t)B * T, C = (size_t)c->n_embd, V = (size_t)c->vocab_size;
+    size_t act = gpt2__block_acts_size(c, B, T, T, false);
+    size_t total = rows * C * 2 + act + rows * V + rows;
+    gpt2_batch *b = gpt2__calloc(1, sizeof *b, "batch");
+    if (!b) return GPT2_ERR_NOMEM;
+    b->mem = gpt2__alloc_aligned(total * sizeof(float), "batch activations");
+    if (!b->mem) {
+        free(b);
+        return GPT2_ERR_NOMEM;
+    }
+    b->m = m;
+    b->B = B;
+    b->T = T;
+    float *p = b->mem;
+    b->encoded = p, p += rows * C;
+    gpt2__block_acts_bind(&b->act, p, c, B, T, T, false), p += act;
+    b->lnf = p, p += rows * C;
+    b->logits = p, p += rows * V;
+    b->losses = p;
+    *out = b;
+    return GPT2_OK;
+}
+
+void gpt2_batch_free(gpt2_batch *b) {
+    if (!b) return;
+    gpt2__free_aligned(b->mem);
+    free(b);
+}
+
+static gpt2_status check_ids(const int *ids, size_t n, int V, bool allow_neg,
+                             const char *what) {
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] >= V || (ids[i] < 0 && !(allow_neg && ids[i] == -1)))
+            return gpt2__fail(GPT2_ERR_ARG,
+                              "%s: id %d at index %zu is outside [0, %d)", what,
+                              ids[i], i, V);
+    return GPT2_OK;
+}
+
+gpt2_status gpt2_batch_forward(gpt2_batch *b, const int *tokens,
+                               const int *targets, const float **logits,
+                               float *loss) {
+    const gpt2_model *m = b->m;
+    int B = b->B, T = b->T, V = m->cfg.vocab_size, C = m->cfg.n_embd;
+    size_t rows = (size_t)B * T;
+    gpt2_status st = check_ids(tokens, rows, V, false, "batch_forward: token");
+    if (st) return st;
+    if (targets && (st = check_ids(targets, rows, V, true, "batch_forward: target")))
+        return st;
+
+    encoder_forward(b->encoded, tokens, m->wte, m->wpe, B, T, C, 0);
+    const float *x = b->encoded;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        gpt2__block_forward(m, l, &b->act, x, B, T, 0, NULL, NULL);
+        x = b->act.residual3;
+    }
+    gpt2__head_forward(m, b->lnf, NULL, NULL, b->logits, x, (int)rows);
+
+    if (logits) *logits = b->logits;
+    if (loss) {
+        *loss = NAN;
+        if (targets) {
+            crossentropy_forward(b->losses, b->logits, targets, (int)rows, V);
+            double sum = 0.0;
+            size_t counted = 0;
+            for (size_t i = 0; i < rows; i++)
+                if (targets[i] >= 0) sum += b->losses[i], counted++;
+            *loss = counted ? (float)(sum / counted) : NAN;
+        }
+    }
+    return GPT2_OK;
+}

@@ -1,0 +1,332 @@
+/* ops.c: the transformer's kernels (see ops.h for shapes and the PyTorch
+   operation each one matches). Plain C that compilers vectorise; the
+   batched matmuls go to oneDNN's sgemm when built with it. Hot loops are
+   compiled for several ISAs and picked at run time (target_clones), so one
+   binary runs on any x86-64 and uses AVX-512 where present. */
+#include "ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#ifdef GPT2_USE_DNNL
+#include <dnnl.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define GPT2_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define GPT2_CLONES
+#endif
+
+/* ------------------------------------------------------------- encoder */
+
+void encoder_forward(float *out, const int *tokens, const float *wte,
+                     const float *wpe, int B, int T, int C, int pos0) {
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            float *o = out + ((size_t)b * T + t) * C;
+            const float *we = wte + (size_t)tokens[b * T + t] * C;
+            const float *pe = wpe + (size_t)(pos0 + t) * C;
+            for (int i = 0; i < C; i++) o[i] = we[i] + pe[i];
+        }
+    }
+}
+
+/* ----------------------------------------------------------- layernorm */
+
+GPT2_CLONES
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                       const float *w, const float *b, int N, int C,
+                       float eps) {
+#pragma omp parallel for if (N > 16)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        /* two passes in float, as PyTorch's CPU kernel: mean, then the
+           variance around it (numerically safer than E[x^2] - m^2) */
+        float m = 0.0f;
+        for (int i = 0; i < C; i++) m += x[i];
+        m /= C;
+        float v = 0.0f;
+        for (int i = 0; i < C; i++) {
+            float d = x[i] - m;
+            v += d * d;
+        }
+        v /= C;
+        float s = 1.0f / sqrtf(v + eps);
+        for (int i = 0; i < C; i++) o[i] = (x[i] - m) * s * w[i] + b[i];
+        if (mean) mean[n] = m;
+        if (rstd) rstd[n] = s;
+    }
+}
+
+/* -------------------------------------------------------------- matmul */
+
+void matmul_forward_naive(float *out, const float *inp, const float *w,
+                          const float *bias, int N, int C, int OC) {
+    for (int n = 0; n < N; n++) {
+        for (int o = 0; o < OC; o++) {
+            double acc = bias ? bias[o] : 0.0;
+            for (int i = 0; i < C; i++)
+                acc += (double)inp[(size_t)n * C + i] * w[(size_t)i * OC + o];
+            out[(size_t)n * OC + o] = (float)acc;
+        }
+    }
+}
+
+/* y[o0..o1) = x @ w[:, o0..o1) for one row: the decode-time GEMV. Each
+   thread owns a slice of the output columns, keeps it in L1, and streams
+   its part of every weight row; four rows per pass halve the traffic to
+   y. Runs at the speed of reading the weights once. */
+GPT2_CLONES
+static void gemv_cols(float *y, const float *x, const float *w, int C, int OC,
+                      int o0, int o1) {
+    int n = o1 - o0;
+    float *yo = y + o0;
+    for (int j = 0; j < n; j++) yo[j] = 0.0f;
+    int i = 0;
+    for (; i + 4 <= C; i += 4) {
+        const float *w0 = w + (size_t)i * OC + o0;
+        const float *w1 = w0 + OC, *w2 = w1 + OC, *w3 = w2 + OC;
+        float x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
+        for (int j = 0; j < n; j++)
+            yo[j] += x0 * w0[j] + x1 * w1[j] + x2 * w2[j] + x3 * w3[j];
+    }
+    for (; i < C; i++) {
+        const float *w0 = w + (size_t)i * OC + o0;
+        float x0 = x[i];
+        for (int j = 0; j < n; j++) yo[j] += x0 * w0[j];
+    }
+}
+
+static void gemv(float *y, const float *x, const float *w, const float *bias,
+                 int C, int OC) {
+    /* column slices of 64 floats (a cache line multiple), spread over
+       threads; static schedule so each thread streams contiguous slices */
+    int nblk = (OC + 63) / 64;
+#pragma omp parallel
+    {
+#ifdef _OPENMP
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+#else
+        int nt = 1, id = 0;
+#endif
+        int b0 = (int)((long)nblk * id / nt), b1 = (int)((long)nblk * (id + 1) / nt);
+        int o0 = b0 * 64, o1 = b1 * 64 < OC ? b1 * 64 : OC;
+        if (o0 < o1) gemv_cols(y, x, w, C, OC, o0, o1);
+    }
+    if (bias)
+        for (int o = 0; o < OC; o++) y[o] += bias[o];
+}
+
+#ifndef GPT2_USE_DNNL
+/* Portable batched matmul: rows in blocks of 4 share each weight row. */
+GPT2_CLONES
+static void matmul_rows(float *out, const float *inp, const float *w, int n0,
+                        int n1, int C, int OC) {
+    for (int n = n0; n < n1; n++) memset(out + (size_t)n * OC, 0, sizeof(float) * OC);
+    for (int i = 0; i < C; i++) {
+        const float *wr = w + (size_t)i * OC;
+        for (int n = n0; n < n1; n++) {
+            float a = inp[(size_t)n * C + i];
+            float *o = out + (size_t)n * OC;
+            for (int j = 0; j < OC; j++) o[j] += a * wr[j];
+        }
+    }
+}
+#endif
+
+void matmul_forward(float *out, const float *inp, const float *w,
+                    const float *bias, int N, int C, int OC) {
+    if (N == 1) {
+        gemv(out, inp, w, bias, C, OC);
+        return;
+    }
+#ifdef GPT2_USE_DNNL
+    dnnl_sgemm('N', 'N', N, OC, C, 1.0f, inp, C, w, OC, 0.0f, out, OC);
+#else
+#pragma omp parallel for schedule(static)
+    for (int n0 = 0; n0 < N; n0 += 4)
+        matmul_rows(out, inp, w, n0, n0 + 4 < N ? n0 + 4 : N, C, OC);
+#endif
+    if (bias) {
+#pragma omp parallel for if (N > 16)
+        for (int n = 0; n < N; n++) {
+            float *o = out + (size_t)n * OC;
+            for (int j = 0; j < OC; j++) o[j] += bias[j];
+        }
+    }
+}
+
+/* -------------------------------------------------------------- LM head */
+
+void lmhead_forward_naive(float *logits, const float *inp, const float *wte,
+                          int N, int C, int V) {
+    for (int n = 0; n < N; n++)
+        for (int v = 0; v < V; v++) {
+            double acc = 0.0;
+            for (int i = 0; i < C; i++)
+                acc += (double)inp[(size_t)n * C + i] * wte[(size_t)v * C + i];
+            logits[(size_t)n * V + v] = (float)acc;
+        }
+}
+
+GPT2_CLONES
+static float dot(const float *a, const float *b, int n) {
+    /* four partial sums break the add dependency chain */
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) s0 += a[i] * b[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+void lmhead_forward(float *logits, const float *inp, const float *wte, int N,
+                    int C, int V) {
+#ifdef GPT2_USE_DNNL
+    if (N > 1) {
+        dnnl_sgemm('N', 'T', N, V, C, 1.0f, inp, C, wte, C, 0.0f, logits, V);
+        return;
+    }
+#endif
+    /* one row per vocabulary entry: wte streams once, contiguously */
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *l = logits + (size_t)n * V;
+#pragma omp parallel for schedule(static)
+        for (int v = 0; v < V; v++) l[v] = dot(x, wte + (size_t)v * C, C);
+    }
+}
+
+/* ----------------------------------------------------------- attention */
+
+/* One query row against keys 0..nk-1 of one head, storing the weights. */
+static void attend_stored(float *out, float *att, const float *q,
+                          const float *k, const float *v, int nk, int Tk,
+                          int HS, size_t kv_stride, float scale) {
+    float maxv = -INFINITY;
+    for (int s = 0; s < nk; s++) {
+        float d = dot(q, k + s * kv_stride, HS) * scale;
+        att[s] = d;
+        if (d > maxv) maxv = d;
+    }
+    float sum = 0.0f;
+    for (int s = 0; s < nk; s++) {
+        att[s] = expf(att[s] - maxv);
+        sum += att[s];
+    }
+    float inv = 1.0f / sum;
+    for (int s = 0; s < nk; s++) att[s] *= inv;
+    for (int s = nk; s < Tk; s++) att[s] = 0.0f; /* the masked future */
+    for (int i = 0; i < HS; i++) out[i] = 0.0f;
+    for (int s = 0; s < nk; s++) {
+        const float *vs = v + s * kv_stride;
+        float a = att[s];
+        for (int i = 0; i < HS; i++) out[i] += a * vs[i];
+    }
+}
+
+/* The same without storing: an online softmax rescales the running sum
+   whenever a larger score appears, so one pass over K and V suffices. */
+GPT2_CLONES
+static void attend_online(float *out, const float *q, const float *k,
+                          const float *v, int nk, int HS, size_t kv_stride,
+                          float scale) {
+    float maxv = -INFINITY, sum = 0.0f;
+    for (int i = 0; i < HS; i++) out[i] = 0.0f;
+    for (int s = 0; s < nk; s++) {
+        float d = dot(q, k + s * kv_stride, HS) * scale;
+        const float *vs = v + s * kv_stride;
+        if (d > maxv) {
+            float c = expf(maxv - d); /* 0 on the first key */
+            sum *= c;
+            for (int i = 0; i < HS; i++) out[i] *= c;
+            maxv = d;
+        }
+        float e = expf(d - maxv);
+        sum += e;
+        for (int i = 0; i < HS; i++) out[i] += e * vs[i];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < HS; i++) out[i] *= inv;
+}
+
+void attention_forward(float *out, float *att, const float *q,
+                       const float *k, const float *v, int B, int T, int Tk,
+                       int C, int NH, size_t q_stride, size_t q_bstride,
+                       size_t kv_stride, size_t kv_bstride) {
+    int HS = C / NH;
+    int past = Tk - T;
+    float scale = 1.0f / sqrtf((float)HS);
+#pragma omp parallel for collapse(3) schedule(dynamic, 4) if (B * T * NH > 1)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < NH; h++) {
+                const float *qh = q + b * q_bstride + t * q_stride + h * HS;
+                const float *kh = k + b * kv_bstride + h * HS;
+                const float *vh = v + b * kv_bstride + h * HS;
+                float *oh = out + ((size_t)b * T + t) * C + h * HS;
+                int nk = past + t + 1; /* keys at or before this position */
+                if (att)
+                    attend_stored(oh, att + (((size_t)b * NH + h) * T + t) * Tk,
+                                  qh, kh, vh, nk, Tk, HS, kv_stride, scale);
+                else
+                    attend_online(oh, qh, kh, vh, nk, HS, kv_stride, scale);
+            }
+}
+
+/* ---------------------------------------------------- gelu, residual, loss */
+
+#define GELU_SCALE 0.7978845608028654f /* sqrt(2 / pi) */
+
+GPT2_CLONES
+void gelu_forward(float *out, const float *inp, size_t N) {
+#pragma omp parallel for if (N > 65536)
+    for (size_t i = 0; i < N; i++) {
+        float x = inp[i];
+        float cube = 0.044715f * x * x * x;
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + cube)));
+    }
+}
+
+GPT2_CLONES
+void residual_forward(float *out, const float *a, const float *b, size_t N) {
+    for (size_t i = 0; i < N; i++) out[i] = a[i] + b[i];
+}
+
+void log_softmax(float *out, const float *x, int V) {
+    float maxv = -INFINITY;
+    for (int i = 0; i < V; i++)
+        if (x[i] > maxv) maxv = x[i];
+    double sum = 0.0;
+    for (int i = 0; i < V; i++) sum += exp((double)(x[i] - maxv));
+    float lse = maxv + (float)log(sum);
+    for (int i = 0; i < V; i++) out[i] = x[i] - lse;
+}
+
+void crossentropy_forward(float *losses, const float *logits,
+                          const int *targets, int N, int V) {
+#pragma omp parallel for if (N > 8)
+    for (int n = 0; n < N; n++) {
+        if (targets[n] < 0) {
+            losses[n] = 0.0f;
+            continue;
+        }
+        const float *x = logits + (size_t)n * V;
+        float maxv = -INFINITY;
+        for (int i = 0; i < V; i++)
+            if (x[i] > maxv) maxv = x[i];
+        double sum = 0.0;
+        for (int i = 0; i < V; i++) sum += exp((double)(x[i] - maxv));
+        losses[n] = (float)(maxv + log(sum) - x[targets[n]]);
+    }
+}
