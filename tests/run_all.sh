@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# run_all.sh: the whole test suite, as `make check` (and so `make test` and
+# CI) runs it, on a tree already built into $BUILD (default build/):
+#   unit/*     every unit suite in $BUILD/tests
+#   script/*   every tests/t_*.sh, with BUILD=$BUILD
+#   asan/*     `make asan` (build-asan, unit suites under AddressSanitizer),
+#              then t_reference.sh and t_cli.sh on build-asan, leaks checked
+#   ubsan/*    `make ubsan` (build-ubsan, unit suites under UBSan)
+#   fuzz/*     each libFuzzer target in tests/fuzz for $FUZZ_SECONDS (20)
+#   example/*  the example programs, on a model made by `gpt2 init`
+# Each item prints "PASS name (time)" or "FAIL name (why)" followed by the tail
+# of its log (all logs stay in $BUILD/logs). The last line is exactly
+# "N passed, N failed"; the exit status is non-zero if anything failed.
+#
+# Environment: BUILD, FUZZ_SECONDS, SKIP="asan ubsan fuzz" (sections to leave
+# out while developing; CI sets none), ITEM_TIMEOUT (seconds, default 900).
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+# Called from make: start our own makes afresh, without the caller's
+# jobserver or command-line variables.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+build=${BUILD:-build}
+fuzz_seconds=${FUZZ_SECONDS:-20}
+item_timeout=${ITEM_TIMEOUT:-900}
+skip=" ${SKIP:-} "
+ncpu=$(nproc)
+logs="$build/logs"
+mkdir -p "$logs"
+results="$logs/results.txt"
+: > "$results"
+t_start=$(date +%s)
+
+skipped() { [[ "$skip" == *" $1 "* ]] && echo "-- skipping $1 (SKIP)"; }
+show_tail() { tail -n "${2:-40}" "$1" | sed 's/^/    | /'; }
+
+# item NAME LOGFILE CMD...: runs one item with a time limit, records PASS or
+# FAIL, shows the log's tail on failure.
+item() {
+    local name=$1 log=$2 t0=$SECONDS rc
+    shift 2
+    timeout -k 10 "$item_timeout" "$@" > "$log" 2>&1
+    rc=$?
+    local dt=$((SECONDS - t0))
+    if [ $rc = 0 ]; then
+        echo "PASS $name (${dt}s)" | tee -a "$results"
+    else
+        local why="exit $rc"
+        [ $rc = 124 ] && why="timed out after ${item_timeout}s"
+        echo "FAIL $name ($why, ${dt}s)" | tee -a "$results"
+        show_tail "$log"
+    fi
+    return $rc
+}
+
+# multi PREFIX LOGFILE CMD...: runs a command that records its own items in
+# $results (run_unit.sh, fuzz/run.sh) and echoes them; if it fails without
+# recording a failure (a build broke first), records PREFIX/build as failed.
+multi() {
+    local prefix=$1 log=$2 t0=$SECONDS before rc
+    shift 2
+    before=$(grep -c '^FAIL' "$results")
+    timeout -k 10 "$item_timeout" env RESULTS_FILE="$PWD/$results" \
+        UNIT_PREFIX="$prefix/" "$@" > "$log" 2>&1
+    rc=$?
+    # its PASS/FAIL lines, each failure followed by the tail of its log
+    grep -E '^(PASS|FAIL) |^    \| ' "$log"
+    if [ $rc != 0 ] && [ "$(grep -c '^FAIL' "$results")" = "$before" ]; then
+        local why="exit $rc"
+        [ $rc = 124 ] && why="timed out after ${item_timeout}s"
+        echo "FAIL $prefix/build ($why, $((SECONDS - t0))s)" | tee -a "$results"
+        show_tail "$log"
+    fi
+    echo "   ($prefix: $((SECONDS - t0))s)"
+}
+
+# Every tests/t_*.sh is one test; BUILD says which build it exercises.
+script_tests() {  # script_tests BUILD_DIR PREFIX [names...]
+    local b=$1 prefix=$2 t name
+    shift 2
+    if [ $# = 0 ]; then
+        set -- tests/t_*.sh
+    fi
+    for t in "$@"; do
+        [ -f "$t" ] || continue
+        name=$(basename "$t" .sh)
+        item "$prefix/$name" "$logs/$prefix-$name.log" \
+            env BUILD="$b" ASAN_OPTIONS="${ASAN_OPTIONS:-}" bash "$t"
+    done
+}
+
+# The example programs run on a small model the CLI makes, like a user would.
+examples() {
+    local ex name dir="$build/tmp-examples"
+    shopt -s nullglob
+    local bins=("$build"/examples/*)
+    shopt -u nullglob
+    [ ${#bins[@]} = 0 ] && { echo "-- no example programs in $build/examples"; return; }
+    rm -rf "$dir" && mkdir -p "$dir"
+    for ex in "${bins[@]}"; do
+        [ -x "$ex" ] || continue
+        name=$(basename "$ex")
+        item "example/$name" "$logs/example-$name.log" run_example "$ex" "$dir"
+    done
+}
+run_example() {  # run_example BIN TMPDIR
+    local bin=$1 dir=$2
+    if [ ! -d "$dir/model" ]; then
+        "$build/gpt2" init --out "$dir/model" --layers 2 --heads 2 --embd 64 --ctx 128 ||
+            return 1
+    fi
+    "$bin" "$dir/model" "In the beginning"
+}
+
+echo "== unit suites ($build)"
+multi unit "$logs/unit.log" bash tests/run_unit.sh "$build"
+
+echo "== script tests (BUILD=$build)"
+script_tests "$build" script
+
+if ! skipped asan; then
+    echo "== AddressSanitizer (build-asan)"
+    multi asan "$logs/asan.log" make --no-print-directory -j"$ncpu" asan
+    if [ -x build-asan/gpt2 ]; then
+        ASAN_OPTIONS=detect_leaks=1 script_tests build-asan asan \
+            tests/t_reference.sh tests/t_cli.sh
+    fi
+fi
+
+if ! skipped ubsan; then
+    echo "== UndefinedBehaviorSanitizer (build-ubsan)"
+    multi ubsan "$logs/ubsan.log" make --no-print-directory -j"$ncpu" ubsan
+fi
+
+if ! skipped fuzz; then
+    echo "== fuzzing, ${fuzz_seconds}s per target (build-fuzz)"
+    multi fuzz "$logs/fuzz.log" bash tests/fuzz/run.sh "$fuzz_seconds"
+fi
+
+if ! skipped examples; then
+    echo "== examples"
+    examples
+fi
+
+passed=$(grep -c '^PASS' "$results")
+failed=$(grep -c '^FAIL' "$results")
+echo "== ${SECONDS}s in all; logs in $logs/"
+if [ "$failed" != 0 ]; then
+    echo "failed:"
+    grep '^FAIL' "$results" | sed 's/^FAIL /  /'
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ] && [ "$passed" != 0 ]
