@@ -330,3 +330,202 @@ void crossentropy_forward(float *losses, const float *logits,
         losses[n] = (float)(maxv + log(sum) - x[targets[n]]);
     }
 }
+
+/* ============================================================ backward */
+
+void encoder_backward(float *dwte, float *dwpe, const float *dout,
+                      const int *tokens, int B, int T, int C) {
+    /* serial: two positions may share a token, so rows of dwte collide */
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const float *d = dout + ((size_t)b * T + t) * C;
+            float *we = dwte + (size_t)tokens[b * T + t] * C;
+            float *pe = dwpe + (size_t)t * C;
+            for (int i = 0; i < C; i++) {
+                we[i] += d[i];
+                pe[i] += d[i];
+            }
+        }
+}
+
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                        const float *inp, const float *w, const float *mean,
+                        const float *rstd, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *d = dout + (size_t)n * C, *x = inp + (size_t)n * C;
+        float *dx = dinp + (size_t)n * C;
+        float m = mean[n], s = rstd[n];
+        /* the two means the input gradient needs */
+        float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+        for (int i = 0; i < C; i++) {
+            float norm = (x[i] - m) * s, dnorm = w[i] * d[i];
+            dnorm_mean += dnorm;
+            dnorm_norm_mean += dnorm * norm;
+        }
+        dnorm_mean /= C;
+        dnorm_norm_mean /= C;
+        for (int i = 0; i < C; i++) {
+            float norm = (x[i] - m) * s, dnorm = w[i] * d[i];
+            if (db) db[i] += d[i];
+            if (dw) dw[i] += norm * d[i];
+            dx[i] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s;
+        }
+    }
+}
+
+void matmul_backward_naive(float *dinp, float *dw, float *db,
+                           const float *dout, const float *inp, const float *w,
+                           int N, int C, int OC) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) {
+            float d = dout[(size_t)n * OC + o];
+            if (db) db[o] += d;
+            for (int i = 0; i < C; i++) {
+                if (dinp) dinp[(size_t)n * C + i] += d * w[(size_t)i * OC + o];
+                if (dw) dw[(size_t)i * OC + o] += d * inp[(size_t)n * C + i];
+            }
+        }
+}
+
+void matmul_backward(float *dinp, float *dw, float *db, const float *dout,
+                     const float *inp, const float *w, int N, int C, int OC) {
+#ifdef GPT2_USE_DNNL
+    if (dinp) dnnl_sgemm('N', 'T', N, C, OC, 1.0f, dout, OC, w, OC, 1.0f, dinp, C);
+    if (dw) dnnl_sgemm('T', 'N', C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dw, OC);
+#else
+    if (dinp) {
+#pragma omp parallel for
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < C; i++) {
+                const float *wr = w + (size_t)i * OC;
+                dinp[(size_t)n * C + i] += dot(dout + (size_t)n * OC, wr, OC);
+            }
+    }
+    if (dw) {
+#pragma omp parallel for
+        for (int i = 0; i < C; i++) {
+            float *dwr = dw + (size_t)i * OC;
+            for (int n = 0; n < N; n++) {
+                float a = inp[(size_t)n * C + i];
+                const float *d = dout + (size_t)n * OC;
+                for (int o = 0; o < OC; o++) dwr[o] += a * d[o];
+            }
+        }
+    }
+#endif
+    if (db) {
+#pragma omp parallel for if (OC > 256)
+        for (int o = 0; o < OC; o++) {
+            float s = 0.0f;
+            for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + o];
+            db[o] += s;
+        }
+    }
+}
+
+void lmhead_backward(float *dinp, float *dwte, const float *dlogits,
+                     const float *inp, const float *wte, int N, int C, int V) {
+#ifdef GPT2_USE_DNNL
+    if (dinp) dnnl_sgemm('N', 'N', N, C, V, 1.0f, dlogits, V, wte, C, 1.0f, dinp, C);
+    if (dwte) dnnl_sgemm('T', 'N', V, C, N, 1.0f, dlogits, V, inp, C, 1.0f, dwte, C);
+#else
+    if (dinp) {
+#pragma omp parallel for
+        for (int n = 0; n < N; n++)
+            for (int v = 0; v < V; v++) {
+                float d = dlogits[(size_t)n * V + v];
+                const float *wr = wte + (size_t)v * C;
+                float *dx = dinp + (size_t)n * C;
+                for (int i = 0; i < C; i++) dx[i] += d * wr[i];
+            }
+    }
+    if (dwte) {
+#pragma omp parallel for
+        for (int v = 0; v < V; v++) {
+            float *dw = dwte + (size_t)v * C;
+            for (int n = 0; n < N; n++) {
+                float d = dlogits[(size_t)n * V + v];
+                const float *x = inp + (size_t)n * C;
+                for (int i = 0; i < C; i++) dw[i] += d * x[i];
+            }
+        }
+    }
+#endif
+}
+
+void attention_backward(float *dqkv, const float *dout, const float *qkv,
+                        const float *att, int B, int T, int C, int NH) {
+    int HS = C / NH;
+    size_t C3 = 3 * (size_t)C;
+    float scale = 1.0f / sqrtf((float)HS);
+    /* each (b, h) touches only its own slices of dqkv */
+#pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const float *base = qkv + (size_t)b * T * C3;
+            float *dbase = dqkv + (size_t)b * T * C3;
+            for (int t = 0; t < T; t++) {
+                const float *a = att + (((size_t)b * NH + h) * T + t) * T;
+                const float *dy = dout + ((size_t)b * T + t) * C + h * HS;
+                const float *q = base + t * C3 + h * HS;
+                float *dq = dbase + t * C3 + h * HS;
+                /* datt[s] = dy . v_s; the softmax backward needs its
+                   att-weighted mean first, so it is computed twice */
+                float mean = 0.0f;
+                for (int s = 0; s <= t; s++)
+                    mean += a[s] * dot(dy, base + s * C3 + 2 * C + h * HS, HS);
+                for (int s = 0; s <= t; s++) {
+                    const float *k = base + s * C3 + C + h * HS;
+                    const float *v = base + s * C3 + 2 * C + h * HS;
+                    float *dk = dbase + s * C3 + C + h * HS;
+                    float *dv = dbase + s * C3 + 2 * C + h * HS;
+                    float datt = dot(dy, v, HS);
+                    float dpre = a[s] * (datt - mean) * scale;
+                    for (int i = 0; i < HS; i++) {
+                        dv[i] += a[s] * dy[i];
+                        dq[i] += dpre * k[i];
+                        dk[i] += dpre * q[i];
+                    }
+                }
+            }
+        }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout,
+                   size_t N) {
+#pragma omp parallel for if (N > 65536)
+    for (size_t i = 0; i < N; i++) {
+        float x = inp[i];
+        float u = GELU_SCALE * (x + 0.044715f * x * x * x);
+        float th = tanhf(u);
+        float sech2 = 1.0f - th * th;
+        float grad = 0.5f * (1.0f + th) +
+                     0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] += grad * dout[i];
+    }
+}
+
+void crossentropy_softmax_backward(float *dlogits, const float *logits,
+                                   const int *targets, float dloss, int N,
+                                   int V) {
+#pragma omp parallel for if (N > 8)
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * V;
+        float *d = dlogits + (size_t)n * V;
+        if (targets[n] < 0) {
+            for (int i = 0; i < V; i++) d[i] = 0.0f;
+            continue;
+        }
+        float maxv = -INFINITY;
+        for (int i = 0; i < V; i++)
+            if (x[i] > maxv) maxv = x[i];
+        double sum = 0.0;
+        for (int i = 0; i < V; i++) sum += exp((double)(x[i] - maxv));
+        float inv = (float)(1.0 / sum);
+        int tgt = targets[n];
+        for (int i = 0; i < V; i++) {
+            float p = expf(x[i] - maxv) * inv;
+            d[i] = (p - (i == tgt ? 1.0f : 0.0f)) * dloss;
+        }
+    }
+}

@@ -79,4 +79,45 @@ void crossentropy_forward(float *losses, const float *logits,
 /* log softmax of one row: out (V) = x - logsumexp(x). out may alias x. */
 void log_softmax(float *out, const float *x, int V);
 
+/* ------------------------------------------------------------ backward
+   Each _backward adds (+=) into the gradients it is given, so a tensor
+   used twice (wte: embedding and LM head) collects both; NULL skips a
+   gradient. Shapes as in the forward twin. */
+
+/* dwte (V,C), dwpe (maxT,C) from dout (B,T,C) */
+void encoder_backward(float *dwte, float *dwpe, const float *dout,
+                      const int *tokens, int B, int T, int C);
+
+/* dinp (N,C), dw (C), db (C) from dout (N,C); mean, rstd from forward */
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                        const float *inp, const float *w, const float *mean,
+                        const float *rstd, int N, int C);
+
+/* dinp (N,C) += dout @ w^T; dw (C,OC) += inp^T @ dout; db (OC) += colsum */
+void matmul_backward(float *dinp, float *dw, float *db, const float *dout,
+                     const float *inp, const float *w, int N, int C, int OC);
+void matmul_backward_naive(float *dinp, float *dw, float *db,
+                           const float *dout, const float *inp, const float *w,
+                           int N, int C, int OC);
+
+/* dinp (N,C) += dlogits @ wte; dwte (V,C) += dlogits^T @ inp */
+void lmhead_backward(float *dinp, float *dwte, const float *dlogits,
+                     const float *inp, const float *wte, int N, int C, int V);
+
+/* dqkv (B,T,3C) from dout (B,T,C), with qkv and the stored softmax att
+   (B,NH,T,T) of attention_forward (past = 0, packed qkv rows). */
+void attention_backward(float *dqkv, const float *dout, const float *qkv,
+                        const float *att, int B, int T, int C, int NH);
+
+/* dinp (N) += gelu'(inp) * dout */
+void gelu_backward(float *dinp, const float *inp, const float *dout,
+                   size_t N);
+
+/* dlogits (N,V) = (softmax(logits) - onehot(target)) * dloss, where dloss
+   is the weight of each row in the mean loss (0 for target -1). Writes,
+   does not add; dlogits may alias logits. */
+void crossentropy_softmax_backward(float *dlogits, const float *logits,
+                                   const int *targets, float dloss, int N,
+                                   int V);
+
 #endif
