@@ -31,7 +31,8 @@ static double loss_of(fwd_fn f, void *ctx, float *out, const float *R, size_t no
 }
 
 /* compares the analytic gradient g of parameter p (n) with central
-   differences; returns the max error relative to the gradient's scale */
+   differences; returns the max error relative to each element (with a
+   floor of a tenth of the largest, where float rounding dominates) */
 static double fd_check(fwd_fn f, void *ctx, float *p, const float *g, size_t n,
                        float *out, const float *R, size_t nout) {
     double worst = 0, scale = 1e-3;
@@ -44,7 +45,7 @@ static double fd_check(fwd_fn f, void *ctx, float *p, const float *g, size_t n,
         double lm = loss_of(f, ctx, out, R, nout);
         p[i] = keep;
         double num = (lp - lm) / (2.0 * h);
-        worst = fmax(worst, fabs(num - g[i]) / scale);
+        worst = fmax(worst, fabs(num - g[i]) / (fabs(g[i]) + 0.1 * scale));
     }
     return worst;
 }
@@ -62,9 +63,9 @@ static void test_layernorm(void) {
     float *dx = zvec(N * C), *dw = zvec(C), *db = zvec(C);
     layernorm_forward(out, mean, rstd, k.x, k.w, k.b, N, C, 1e-5f);
     layernorm_backward(dx, dw, db, R, k.x, k.w, mean, rstd, N, C);
-    CHECK(fd_check(ln_fwd, &k, k.x, dx, N * C, out, R, N * C) < 1e-2);
-    CHECK(fd_check(ln_fwd, &k, k.w, dw, C, out, R, N * C) < 1e-2);
-    CHECK(fd_check(ln_fwd, &k, k.b, db, C, out, R, N * C) < 1e-2);
+    CHECK(fd_check(ln_fwd, &k, k.x, dx, N * C, out, R, N * C) < 3e-3);
+    CHECK(fd_check(ln_fwd, &k, k.w, dw, C, out, R, N * C) < 3e-3);
+    CHECK(fd_check(ln_fwd, &k, k.b, db, C, out, R, N * C) < 3e-3);
     free(k.x), free(k.w), free(k.b), free(out), free(R), free(dx), free(dw), free(db);
 }
 
@@ -86,9 +87,9 @@ static void test_matmul(int N, int C, int OC) {
     for (int i = 0; i < C * OC; i++) d = fmax(d, fabs(dw[i] - dw2[i]));
     for (int i = 0; i < OC; i++) d = fmax(d, fabs(db[i] - db2[i]));
     CHECK(d < 1e-4);
-    CHECK(fd_check(mm_fwd, &k, k.x, dx, N * C, out, R, N * OC) < 1e-2);
-    CHECK(fd_check(mm_fwd, &k, k.w, dw, C * OC, out, R, N * OC) < 1e-2);
-    CHECK(fd_check(mm_fwd, &k, k.b, db, OC, out, R, N * OC) < 1e-2);
+    CHECK(fd_check(mm_fwd, &k, k.x, dx, N * C, out, R, N * OC) < 3e-3);
+    CHECK(fd_check(mm_fwd, &k, k.w, dw, C * OC, out, R, N * OC) < 3e-3);
+    CHECK(fd_check(mm_fwd, &k, k.b, db, OC, out, R, N * OC) < 3e-3);
     free(k.x), free(k.w), free(k.b), free(out), free(R);
     free(dx), free(dw), free(db), free(dx2), free(dw2), free(db2);
 }
@@ -104,8 +105,8 @@ static void test_lmhead(void) {
     lm_ctx k = {rvec(N * C), rvec(V * C), N, C, V};
     float *out = zvec(N * V), *R = rvec(N * V), *dx = zvec(N * C), *dw = zvec(V * C);
     lmhead_backward(dx, dw, R, k.x, k.wte, N, C, V);
-    CHECK(fd_check(lm_fwd, &k, k.x, dx, N * C, out, R, N * V) < 1e-2);
-    CHECK(fd_check(lm_fwd, &k, k.wte, dw, V * C, out, R, N * V) < 1e-2);
+    CHECK(fd_check(lm_fwd, &k, k.x, dx, N * C, out, R, N * V) < 3e-3);
+    CHECK(fd_check(lm_fwd, &k, k.wte, dw, V * C, out, R, N * V) < 3e-3);
     free(k.x), free(k.wte), free(out), free(R), free(dx), free(dw);
 }
 
@@ -125,7 +126,7 @@ static void test_attention(void) {
     size_t s3 = 3 * (size_t)C, bs = (size_t)T * s3;
     attention_forward(out, att, k.qkv, k.qkv + C, k.qkv + 2 * C, B, T, T, C, NH, s3, bs, s3, bs);
     attention_backward(dqkv, R, k.qkv, att, B, T, C, NH);
-    CHECK(fd_check(at_fwd, &k, k.qkv, dqkv, B * T * 3 * C, out, R, B * T * C) < 1e-2);
+    CHECK(fd_check(at_fwd, &k, k.qkv, dqkv, B * T * 3 * C, out, R, B * T * C) < 3e-3);
     free(k.qkv), free(out), free(R), free(att), free(dqkv);
 }
 
@@ -152,20 +153,20 @@ static void test_small_ops(void) {
     en_ctx e = {tok, rvec(V * C), rvec(T * C), B, T, C};
     float *out = zvec(B * T * C), *R = rvec(B * T * C), *dwte = zvec(V * C), *dwpe = zvec(T * C);
     encoder_backward(dwte, dwpe, R, tok, B, T, C);
-    CHECK(fd_check(en_fwd, &e, e.wte, dwte, V * C, out, R, B * T * C) < 1e-2);
-    CHECK(fd_check(en_fwd, &e, e.wpe, dwpe, T * C, out, R, B * T * C) < 1e-2);
+    CHECK(fd_check(en_fwd, &e, e.wte, dwte, V * C, out, R, B * T * C) < 3e-3);
+    CHECK(fd_check(en_fwd, &e, e.wpe, dwpe, T * C, out, R, B * T * C) < 3e-3);
 
     ge_ctx g = {rvec(20), 20};
     for (int i = 0; i < 20; i++) g.x[i] *= 4;
     float *gout = zvec(20), *gR = rvec(20), *dg = zvec(20);
     gelu_backward(dg, g.x, gR, 20);
-    CHECK(fd_check(ge_fwd, &g, g.x, dg, 20, gout, gR, 20) < 1e-2);
+    CHECK(fd_check(ge_fwd, &g, g.x, dg, 20, gout, gR, 20) < 3e-3);
 
     int tgt[4] = {3, 0, -1, 4};
     ce_ctx c = {rvec(4 * 7), tgt, 4, 7};
     float one = 1.0f, lout, *dl = zvec(4 * 7);
     crossentropy_softmax_backward(dl, c.logits, tgt, 1.0f / 3.0f, 4, 7);
-    CHECK(fd_check(ce_fwd, &c, c.logits, dl, 4 * 7, &lout, &one, 1) < 1e-2);
+    CHECK(fd_check(ce_fwd, &c, c.logits, dl, 4 * 7, &lout, &one, 1) < 3e-3);
     free(e.wte), free(e.wpe), free(out), free(R), free(dwte), free(dwpe);
     free(g.x), free(gout), free(gR), free(dg), free(c.logits), free(dl);
 }
