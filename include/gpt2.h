@@ -246,6 +246,71 @@ gpt2_status gpt2_batch_forward(gpt2_batch *b, const int *tokens,
                                const int *targets, const float **logits,
                                float *loss);
 
+/* -------------------------------------------------------------- training */
+
+/* Training on batches of long sequences: forward keeping every
+   activation, the mean cross-entropy, backward through every op, then
+   AdamW. Parameters, gradients and AdamW's m and v are each one
+   contiguous block in the same layout (gpt2_model_tensor order), so an
+   update is one loop and an allreduce could take the gradients whole. */
+typedef struct gpt2_trainer gpt2_trainer;
+
+typedef struct {
+    int batch_size;       /* B: sequences per micro-batch (default 4) */
+    int seq_len;          /* T: tokens per sequence (default: n_ctx) */
+    float lr;             /* peak learning rate (default 6e-4) */
+    float min_lr;         /* floor of the cosine decay (default lr / 10) */
+    int warmup_steps;     /* linear warm-up from 0 (default 0) */
+    int total_steps;      /* length of the cosine schedule (default 1000) */
+    float weight_decay;   /* decoupled, on 2-D tensors only (default 0.1) */
+    float beta1, beta2;   /* AdamW moments (0.9, 0.95) */
+    float eps;            /* AdamW epsilon (1e-8) */
+    float grad_clip;      /* clip the global gradient norm; 0: off (1.0) */
+    float dropout;        /* embd/attn/resid dropout for training; 0 off */
+    uint64_t seed;        /* dropout's random stream */
+} gpt2_train_params;
+
+gpt2_train_params gpt2_train_defaults(void);
+
+/* The learning rate at step (0-based): linear warm-up to lr over
+   warmup_steps, then cosine down to min_lr at total_steps, then min_lr. */
+float gpt2_train_lr(const gpt2_train_params *p, int step);
+
+/* Makes a trainer for model m, which it updates in place (m stays usable
+   for generation between steps; it must outlive the trainer). A memory-
+   mapped model is first copied into memory. Activations for (B, T) are
+   allocated here, once. */
+gpt2_status gpt2_trainer_new(gpt2_model *m, const gpt2_train_params *p,
+                             gpt2_trainer **out);
+void gpt2_trainer_free(gpt2_trainer *tr);
+
+/* One micro-batch: tokens and targets (B*T each; target -1 is not
+   counted). Adds the gradient of (scale * mean loss) into the gradient
+   block; scale is 1/k when k micro-batches make one step. *loss receives
+   the micro-batch's mean loss. */
+gpt2_status gpt2_trainer_forward_backward(gpt2_trainer *tr, const int *tokens,
+                                          const int *targets, float scale,
+                                          float *loss);
+
+/* The loss alone (no gradient, dropout off). */
+gpt2_status gpt2_trainer_eval(gpt2_trainer *tr, const int *tokens,
+                              const int *targets, float *loss);
+
+/* Clips the gradient to grad_clip (global norm), applies AdamW with
+   learning rate lr, zeroes the gradient, and counts the step. *grad_norm
+   (may be NULL) receives the norm before clipping. */
+gpt2_status gpt2_trainer_update(gpt2_trainer *tr, float lr, float *grad_norm);
+
+/* The blocks (n_params floats each, borrowed): parameters, gradients,
+   AdamW first and second moments; and the update count so far. */
+size_t gpt2_trainer_num_params(const gpt2_trainer *tr);
+float *gpt2_trainer_params(gpt2_trainer *tr);
+float *gpt2_trainer_grads(gpt2_trainer *tr);
+float *gpt2_trainer_adam_m(gpt2_trainer *tr);
+float *gpt2_trainer_adam_v(gpt2_trainer *tr);
+int gpt2_trainer_steps_done(const gpt2_trainer *tr);
+void gpt2_trainer_set_steps_done(gpt2_trainer *tr, int steps);
+
 /* --------------------------------------------------------------- session */
 
 /* One sequence being generated: the tokens so far and, per layer, the K

@@ -1,0 +1,343 @@
+/* train.c: training GPT-2. The forward pass keeps every activation of
+   every layer (and the attention weights), the mean cross-entropy gives
+   the loss, the backward pass runs the blocks in reverse with each op's
+   backward twin from ops.c, and AdamW updates the parameters. Parameters,
+   gradients and AdamW's m and v are four blocks of the same layout. */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "ops.h"
+
+struct gpt2_trainer {
+    gpt2_model *m;
+    gpt2_train_params p;
+    int B, T;
+    size_t n_params;
+    float *params;        /* == m->owned */
+    float *grads, *adam_m, *adam_v;
+    int steps;            /* updates done */
+    /* activations: one gpt2__block_acts per layer, all kept */
+    float *act_mem;
+    float *encoded;       /* (B,T,C) */
+    gpt2__block_acts *act;/* (L) */
+    float *lnf, *lnf_mean, *lnf_rstd; /* (B,T,C), (B,T), (B,T) */
+    float *logits;        /* (B,T,V); becomes dlogits in backward */
+    float *losses;        /* (B,T) */
+    /* gradient scratch for one block, reused layer after layer */
+    float *grad_mem;
+    float *dres;          /* (B,T,C) gradient of the residual stream */
+    gpt2__block_acts dact;/* gradients of one block's activations */
+    float *dlnf;          /* (B,T,C) */
+    int *targets;         /* (B,T) copy for the backward pass */
+};
+
+gpt2_train_params gpt2_train_defaults(void) {
+    gpt2_train_params p = {.batch_size = 4,
+                           .seq_len = 0,
+                           .lr = 6e-4f,
+                           .min_lr = -1.0f,
+                           .warmup_steps = 0,
+                           .total_steps = 1000,
+                           .weight_decay = 0.1f,
+                           .beta1 = 0.9f,
+                           .beta2 = 0.95f,
+                           .eps = 1e-8f,
+                           .grad_clip = 1.0f,
+                           .dropout = 0.0f,
+                           .seed = 1337};
+    return p;
+}
+
+float gpt2_train_lr(const gpt2_train_params *p, int step) {
+    float min_lr = p->min_lr >= 0 ? p->min_lr : p->lr / 10.0f;
+    if (step < p->warmup_steps) return p->lr * (float)(step + 1) / (float)p->warmup_steps;
+    if (step >= p->total_steps) return min_lr;
+    int span = p->total_steps - p->warmup_steps;
+    float ratio = span > 0 ? (float)(step - p->warmup_steps) / (float)span : 1.0f;
+    float coeff = 0.5f * (1.0f + cosf((float)M_PI * ratio)); /* 1 -> 0 */
+    return min_lr + coeff * (p->lr - min_lr);
+}
+
+/* Training writes the weights, so they must be in memory, in one block. */
+static gpt2_status make_owned(gpt2_model *m) {
+    if (m->owned) return GPT2_OK;
+    float *block = gpt2__alloc_aligned(m->n_params * sizeof(float), "model parameters");
+    if (!block) return GPT2_ERR_NOMEM;
+    for (int i = 0; i < m->n_tensors; i++) {
+        memcpy(block + m->specs[i].offset, m->tensor[i], m->specs[i].numel * sizeof(float));
+        m->tensor[i] = block + m->specs[i].offset;
+    }
+    m->owned = block;
+    m->mapped = false;
+    gpt2__st_close(&m->st);
+    gpt2__model_bind(m);
+    return GPT2_OK;
+}
+
+static gpt2_status check_params(const gpt2_train_params *p, const gpt2_config *c) {
+    if (p->batch_size < 1 || p->seq_len < 1 || p->seq_len > c->n_ctx)
+        return gpt2__fail(GPT2_ERR_ARG,
+                          "trainer: batch_size %d and seq_len %d must be >= 1 and "
+                          "seq_len <= n_ctx %d",
+                          p->batch_size, p->seq_len, c->n_ctx);
+    if (!(p->lr >= 0) || !(p->weight_decay >= 0) || !(p->beta1 >= 0 && p->beta1 < 1) ||
+        !(p->beta2 >= 0 && p->beta2 < 1) || !(p->eps > 0) || !(p->grad_clip >= 0) ||
+        !(p->dropout >= 0 && p->dropout < 1) || p->warmup_steps < 0 || p->total_steps < 0)
+        return gpt2__fail(GPT2_ERR_ARG,
+                          "trainer: invalid hyperparameters (lr %g, weight_decay %g, "
+                          "betas %g %g, eps %g, clip %g, dropout %g, warmup %d, steps %d)",
+                          p->lr, p->weight_decay, p->beta1, p->beta2, p->eps,
+                          p->grad_clip, p->dropout, p->warmup_steps, p->total_steps);
+    return GPT2_OK;
+}
+
+gpt2_status gpt2_trainer_new(gpt2_model *m, const gpt2_train_params *params,
+                             gpt2_trainer **out) {
+    *out = NULL;
+    const gpt2_config *c = &m->cfg;
+    gpt2_train_params p = params ? *params : gpt2_train_defaults();
+    if (p.seq_len == 0) p.seq_len = c->n_ctx;
+    gpt2_status st = check_params(&p, c);
+    if (st) return st;
+    if (p.dropout > 0)
+        return gpt2__fail(GPT2_ERR_ARG, "trainer: dropout is not implemented yet");
+    if ((st = make_owned(m))) return st;
+
+    gpt2_trainer *tr = gpt2__calloc(1, sizeof *tr, "trainer");
+    if (!tr) return GPT2_ERR_NOMEM;
+    tr->m = m;
+    tr->p = p;
+    tr->B = p.batch_size;
+    tr->T = p.seq_len;
+    tr->n_params = m->n_params;
+    tr->params = m->owned;
+    size_t np = m->n_params;
+    tr->grads = gpt2__alloc_aligned(np * sizeof(float), "gradients");
+    tr->adam_m = gpt2__alloc_aligned(np * sizeof(float), "AdamW m");
+    tr->adam_v = gpt2__alloc_aligned(np * sizeof(float), "AdamW v");
+    tr->act = gpt2__calloc((size_t)c->n_layer, sizeof *tr->act, "trainer activations");
+    size_t rows = (size_t)tr->B * tr->T, C = (size_t)c->n_embd, V = (size_t)c->vocab_size;
+    size_t per_layer = gpt2__block_acts_size(c, tr->B, tr->T, tr->T, true);
+    size_t n_act = rows * C + per_layer * (size_t)c->n_layer + rows * C + 2 * rows +
+                   rows * V + rows;
+    size_t n_grad = rows * C + gpt2__block_acts_size(c, tr->B, tr->T, tr->T, false) + rows * C;
+    tr->act_mem = gpt2__alloc_aligned(n_act * sizeof(float), "trainer activations");
+    tr->grad_mem = gpt2__alloc_aligned(n_grad * sizeof(float), "trainer gradients");
+    tr->targets = gpt2__calloc(rows, sizeof(int), "trainer targets");
+    if (!tr->grads || !tr->adam_m || !tr->adam_v || !tr->act || !tr->act_mem ||
+        !tr->grad_mem || !tr->targets) {
+        gpt2_trainer_free(tr);
+        return GPT2_ERR_NOMEM;
+    }
+    memset(tr->grads, 0, np * sizeof(float));
+    memset(tr->adam_m, 0, np * sizeof(float));
+    memset(tr->adam_v, 0, np * sizeof(float));
+    float *q = tr->act_mem;
+    tr->encoded = q, q += rows * C;
+    for (int l = 0; l < c->n_layer; l++) {
+        gpt2__block_acts_bind(&tr->act[l], q, c, tr->B, tr->T, tr->T, true);
+        q += per_layer;
+    }
+    tr->lnf = q, q += rows * C;
+    tr->lnf_mean = q, q += rows;
+    tr->lnf_rstd = q, q += rows;
+    tr->logits = q, q += rows * V;
+    tr->losses = q;
+    q = tr->grad_mem;
+    tr->dres = q, q += rows * C;
+    gpt2__block_acts_bind(&tr->dact, q, c, tr->B, tr->T, tr->T, false);
+    q += gpt2__block_acts_size(c, tr->B, tr->T, tr->T, false);
+    tr->dlnf = q;
+    *out = tr;
+    return GPT2_OK;
+}
+
+void gpt2_trainer_free(gpt2_trainer *tr) {
+    if (!tr) return;
+    gpt2__free_aligned(tr->grads);
+    gpt2__free_aligned(tr->adam_m);
+    gpt2__free_aligned(tr->adam_v);
+    gpt2__free_aligned(tr->act_mem);
+    gpt2__free_aligned(tr->grad_mem);
+    free(tr->act);
+    free(tr->targets);
+    free(tr);
+}
+
+size_t gpt2_trainer_num_params(const gpt2_trainer *tr) { return tr->n_params; }
+float *gpt2_trainer_params(gpt2_trainer *tr) { return tr->params; }
+float *gpt2_trainer_grads(gpt2_trainer *tr) { return tr->grads; }
+float *gpt2_trainer_adam_m(gpt2_trainer *tr) { return tr->adam_m; }
+float *gpt2_trainer_adam_v(gpt2_trainer *tr) { return tr->adam_v; }
+int gpt2_trainer_steps_done(const gpt2_trainer *tr) { return tr->steps; }
+void gpt2_trainer_set_steps_done(gpt2_trainer *tr, int steps) { tr->steps = steps; }
+
+/* ------------------------------------------------------------- forward */
+
+static gpt2_status check_batch(const gpt2_trainer *tr, const int *tokens,
+                               const int *targets) {
+    int V = tr->m->cfg.vocab_size;
+    size_t rows = (size_t)tr->B * tr->T;
+    for (size_t i = 0; i < rows; i++) {
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return gpt2__fail(GPT2_ERR_ARG, "trainer: token %d at index %zu outside [0, %d)",
+                              tokens[i], i, V);
+        if (targets[i] < -1 || targets[i] >= V)
+            return gpt2__fail(GPT2_ERR_ARG, "trainer: target %d at index %zu outside [0, %d)",
+                              targets[i], i, V);
+    }
+    return GPT2_OK;
+}
+
+/* Forward keeping everything; returns the mean loss and the count. */
+static float forward(gpt2_trainer *tr, const int *tokens, const int *targets,
+                     size_t *counted) {
+    const gpt2_model *m = tr->m;
+    int B = tr->B, T = tr->T, C = m->cfg.n_embd, V = m->cfg.vocab_size;
+    int N = B * T;
+    encoder_forward(tr->encoded, tokens, m->wte, m->wpe, B, T, C, 0);
+    const float *x = tr->encoded;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        gpt2__block_forward(m, l, &tr->act[l], x, B, T, 0, NULL, NULL);
+        x = tr->act[l].residual3;
+    }
+    gpt2__head_forward(m, tr->lnf, tr->lnf_mean, tr->lnf_rstd, tr->logits, x, N);
+    crossentropy_forward(tr->losses, tr->logits, targets, N, V);
+    double sum = 0.0;
+    size_t n = 0;
+    for (int i = 0; i < N; i++)
+        if (targets[i] >= 0) sum += tr->losses[i], n++;
+    *counted = n;
+    return n ? (float)(sum / (double)n) : 0.0f;
+}
+
+gpt2_status gpt2_trainer_eval(gpt2_trainer *tr, const int *tokens,
+                              const int *targets, float *loss) {
+    gpt2_status st = check_batch(tr, tokens, targets);
+    if (st) return st;
+    size_t n;
+    *loss = forward(tr, tokens, targets, &n);
+    if (n == 0) *loss = NAN;
+    return GPT2_OK;
+}
+
+/* ------------------------------------------------------------ backward */
+
+/* The gradient of every parameter tensor of layer l, in the grad block. */
+static float *grad_of(gpt2_trainer *tr, int l, int which) {
+    return tr->grads + tr->m->specs[gpt2__tensor_index(l, which)].offset;
+}
+
+/* One block in reverse. dres holds the gradient of the block's output on
+   entry and of its input x on return (the residual stream carries it
+   through; each branch adds its own part). */
+static void block_backward(gpt2_trainer *tr, int l, const float *x) {
+    const gpt2_model *m = tr->m;
+    const gpt2__layer *w = &m->layer[l];
+    const gpt2__block_acts *a = &tr->act[l];
+    const gpt2__block_acts *d = &tr->dact;
+    int B = tr->B, T = tr->T, C = m->cfg.n_embd, NH = m->cfg.n_head, N = B * T;
+    size_t NC = (size_t)N * C;
+
+    /* residual3 = residual2 + fcproj: both get dres; the MLP first */
+    memset(d->fch_gelu, 0, sizeof(float) * NC * 4);
+    memset(d->fch, 0, sizeof(float) * NC * 4);
+    memset(d->ln2, 0, sizeof(float) * NC);
+    matmul_backward(d->fch_gelu, grad_of(tr, l, GPT2__FCPROJ_W), grad_of(tr, l, GPT2__FCPROJ_B),
+                    tr->dres, a->fch_gelu, w->fcproj_w, N, 4 * C, C);
+    gelu_backward(d->fch, a->fch, d->fch_gelu, NC * 4);
+    matmul_backward(d->ln2, grad_of(tr, l, GPT2__FC_W), grad_of(tr, l, GPT2__FC_B), d->fch,
+                    a->ln2, w->fc_w, N, C, 4 * C);
+    layernorm_backward(tr->dres, grad_of(tr, l, GPT2__LN2_W), grad_of(tr, l, GPT2__LN2_B),
+                       d->ln2, a->residual2, w->ln2_w, a->ln2_mean, a->ln2_rstd, N, C);
+
+    /* residual2 = x + attproj: the attention branch */
+    memset(d->atty, 0, sizeof(float) * NC);
+    memset(d->qkv, 0, sizeof(float) * NC * 3);
+    memset(d->ln1, 0, sizeof(float) * NC);
+    matmul_backward(d->atty, grad_of(tr, l, GPT2__ATTPROJ_W), grad_of(tr, l, GPT2__ATTPROJ_B),
+                    tr->dres, a->atty, w->attproj_w, N, C, C);
+    attention_backward(d->qkv, d->atty, a->qkv, a->att, B, T, C, NH);
+    matmul_backward(d->ln1, grad_of(tr, l, GPT2__QKV_W), grad_of(tr, l, GPT2__QKV_B), d->qkv,
+                    a->ln1, w->qkv_w, N, C, 3 * C);
+    layernorm_backward(tr->dres, grad_of(tr, l, GPT2__LN1_W), grad_of(tr, l, GPT2__LN1_B),
+                       d->ln1, x, w->ln1_w, a->ln1_mean, a->ln1_rstd, N, C);
+}
+
+gpt2_status gpt2_trainer_forward_backward(gpt2_trainer *tr, const int *tokens,
+                                          const int *targets, float scale,
+                                          float *loss) {
+    gpt2_status st = check_batch(tr, tokens, targets);
+    if (st) return st;
+    const gpt2_model *m = tr->m;
+    int B = tr->B, T = tr->T, C = m->cfg.n_embd, V = m->cfg.vocab_size, L = m->cfg.n_layer;
+    int N = B * T;
+    size_t counted;
+    float mean = forward(tr, tokens, targets, &counted);
+    if (loss) *loss = counted ? mean : NAN;
+    if (counted == 0) return GPT2_OK; /* nothing to learn from */
+
+    /* d(scale * mean loss)/dlogits, written over the logits */
+    float *dlogits = tr->logits;
+    crossentropy_softmax_backward(dlogits, tr->logits, targets, scale / (float)counted, N, V);
+
+    /* the tied head: wte gets a gradient here and in the embedding */
+    const gpt2__tensor_spec *sp = m->specs;
+    float *dwte = tr->grads + sp[GPT2__WTE].offset;
+    memset(tr->dlnf, 0, sizeof(float) * (size_t)N * C);
+    lmhead_backward(tr->dlnf, dwte, dlogits, tr->lnf, m->wte, N, C, V);
+    memset(tr->dres, 0, sizeof(float) * (size_t)N * C);
+    const float *xl = tr->act[L - 1].residual3;
+    layernorm_backward(tr->dres, tr->grads + sp[GPT2__LNF_W(L)].offset,
+                       tr->grads + sp[GPT2__LNF_B(L)].offset, tr->dlnf, xl, m->lnf_w,
+                       tr->lnf_mean, tr->lnf_rstd, N, C);
+
+    for (int l = L - 1; l >= 0; l--)
+        block_backward(tr, l, l == 0 ? tr->encoded : tr->act[l - 1].residual3);
+
+    encoder_backward(dwte, tr->grads + sp[GPT2__WPE].offset, tr->dres, tokens, B, T, C);
+    return GPT2_OK;
+}
+
+/* ------------------------------------------------------------- update */
+
+gpt2_status gpt2_trainer_update(gpt2_trainer *tr, float lr, float *grad_norm) {
+    const gpt2_train_params *p = &tr->p;
+    size_t np = tr->n_params;
+    double sq = 0.0;
+#pragma omp parallel for reduction(+ : sq)
+    for (size_t i = 0; i < np; i++) sq += (double)tr->grads[i] * tr->grads[i];
+    float norm = (float)sqrt(sq);
+    if (grad_norm) *grad_norm = norm;
+    if (!isfinite(norm))
+        return gpt2__fail(GPT2_ERR_ARG, "trainer_update: gradient norm is %g (diverged?)", norm);
+    /* as torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6)
+       when that is below 1 */
+    float clip = 1.0f;
+    if (p->grad_clip > 0) {
+        float coef = p->grad_clip / (norm + 1e-6f);
+        if (coef < 1.0f) clip = coef;
+    }
+
+    int t = ++tr->steps;
+    float bc1 = 1.0f - powf(p->beta1, (float)t), bc2 = 1.0f - powf(p->beta2, (float)t);
+    for (int k = 0; k < tr->m->n_tensors; k++) {
+        const gpt2__tensor_spec *s = &tr->m->specs[k];
+        /* decoupled weight decay on matrices only, as nanoGPT */
+        float wd = s->decay ? p->weight_decay : 0.0f;
+        float *w = tr->params + s->offset, *g = tr->grads + s->offset;
+        float *mm = tr->adam_m + s->offset, *vv = tr->adam_v + s->offset;
+#pragma omp parallel for if (s->numel > 65536)
+        for (size_t i = 0; i < s->numel; i++) {
+            float gi = g[i] * clip;
+            mm[i] = p->beta1 * mm[i] + (1.0f - p->beta1) * gi;
+            vv[i] = p->beta2 * vv[i] + (1.0f - p->beta2) * gi * gi;
+            float mhat = mm[i] / bc1, vhat = vv[i] / bc2;
+            w[i] -= lr * (mhat / (sqrtf(vhat) + p->eps) + wd * w[i]);
+            g[i] = 0.0f;
+        }
+    }
+    return GPT2_OK;
+}
