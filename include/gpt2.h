@@ -311,6 +311,10 @@ float *gpt2_trainer_adam_v(gpt2_trainer *tr);
 int gpt2_trainer_steps_done(const gpt2_trainer *tr);
 void gpt2_trainer_set_steps_done(gpt2_trainer *tr, int steps);
 
+/* ------------------------------------------------------------------ data */
+/* (token shards: gpt2_prepare_*, gpt2_loader_*; see src/data.c) */
+/* end of data */
+
 /* --------------------------------------------------------------- session */
 
 /* One sequence being generated: the tokens so far and, per layer, the K
