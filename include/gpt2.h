@@ -311,6 +311,24 @@ float *gpt2_trainer_adam_v(gpt2_trainer *tr);
 int gpt2_trainer_steps_done(const gpt2_trainer *tr);
 void gpt2_trainer_set_steps_done(gpt2_trainer *tr, int steps);
 
+/* Checkpoints. A checkpoint directory is a model directory (loads in
+   gpt2_model_load and in Hugging Face transformers) plus
+   optimizer.safetensors (AdamW's moments as "exp_avg.<tensor name>" and
+   "exp_avg_sq.<tensor name>") and trainer_state.json (state_json: the
+   caller's JSON object, e.g. step, RNG state, data position). Everything
+   is written into "<dir>.tmp", synced, and renamed to dir, so a crash at
+   any moment leaves either the old checkpoint or the new one whole. */
+gpt2_status gpt2_checkpoint_save(gpt2_trainer *tr, const char *dir,
+                                 const char *state_json);
+/* Loads AdamW's moments from a checkpoint into tr (the weights come with
+   gpt2_model_load of the same directory). */
+gpt2_status gpt2_checkpoint_load_optimizer(gpt2_trainer *tr, const char *dir);
+/* The newest complete checkpoint "out_dir/step_NNNNNN" (by step number),
+   into buf. GPT2_ERR_IO when there is none; GPT2_ERR_BUFFER if cap is
+   too small. */
+gpt2_status gpt2_checkpoint_latest(const char *out_dir, char *buf,
+                                   size_t cap);
+
 /* ------------------------------------------------------------------ data */
 /* (token shards: gpt2_prepare_*, gpt2_loader_*; see src/data.c) */
 /* end of data */

@@ -45,6 +45,12 @@ gpt2_status gpt2__write_file_atomic(const char *path, const void *data,
 gpt2_status gpt2__join_path(char *buf, size_t cap, const char *dir,
                             const char *name);
 bool gpt2__file_exists(const char *path);
+/* mkdir -p */
+gpt2_status gpt2__make_dirs(const char *dir);
+/* fsync a directory, so renames inside it are durable */
+gpt2_status gpt2__sync_dir(const char *dir);
+/* rm -r of a directory gpt2c made (files one level deep) */
+gpt2_status gpt2__remove_dir(const char *dir);
 bool gpt2__is_dir(const char *path);
 
 /* ---------------------------------------------------- numeric formats */
@@ -232,6 +238,9 @@ size_t gpt2__block_acts_size(const gpt2_config *c, int B, int T, int Tk,
 void gpt2__block_acts_bind(gpt2__block_acts *a, float *base,
                            const gpt2_config *c, int B, int T, int Tk,
                            bool keep_att);
+
+/* The model a trainer updates (train.c owns the struct). */
+gpt2_model *gpt2__trainer_model(gpt2_trainer *tr);
 
 /* ------------------------------------------------------------ threads */
 

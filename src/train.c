@@ -167,6 +167,7 @@ void gpt2_trainer_free(gpt2_trainer *tr) {
 }
 
 size_t gpt2_trainer_num_params(const gpt2_trainer *tr) { return tr->n_params; }
+gpt2_model *gpt2__trainer_model(gpt2_trainer *tr) { return tr->m; }
 float *gpt2_trainer_params(gpt2_trainer *tr) { return tr->params; }
 float *gpt2_trainer_grads(gpt2_trainer *tr) { return tr->grads; }
 float *gpt2_trainer_adam_m(gpt2_trainer *tr) { return tr->adam_m; }

@@ -241,3 +241,50 @@ int gpt2__threads(void) {
 }
 
 int gpt2_get_threads(void) { return gpt2__threads(); }
+
+/* ----------------------------------------------------------- directories */
+
+gpt2_status gpt2__make_dirs(const char *dir) {
+    char buf[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof buf)
+        return gpt2__fail(GPT2_ERR_ARG, "mkdir: bad directory '%s'", dir);
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char c = buf[i];
+        buf[i] = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return gpt2__fail(GPT2_ERR_IO, "mkdir %s: %s", buf, strerror(errno));
+        buf[i] = c;
+    }
+    if (!gpt2__is_dir(dir)) return gpt2__fail(GPT2_ERR_IO, "%s: not a directory", dir);
+    return GPT2_OK;
+}
+
+gpt2_status gpt2__sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return gpt2__fail(GPT2_ERR_IO, "%s: %s", dir, strerror(errno));
+    int r = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (r != 0) return gpt2__fail(GPT2_ERR_IO, "fsync %s: %s", dir, strerror(e));
+    return GPT2_OK;
+}
+
+#include <dirent.h>
+
+gpt2_status gpt2__remove_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? GPT2_OK : gpt2__fail(GPT2_ERR_IO, "%s: %s", dir, strerror(errno));
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (gpt2__join_path(path, sizeof path, dir, e->d_name) == GPT2_OK) unlink(path);
+    }
+    closedir(d);
+    if (rmdir(dir) != 0)
+        return gpt2__fail(GPT2_ERR_IO, "rmdir %s: %s", dir, strerror(errno));
+    return GPT2_OK;
+}

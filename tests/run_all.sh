@@ -106,10 +106,14 @@ examples() {
 run_example() {  # run_example BIN TMPDIR
     local bin=$1 dir=$2
     if [ ! -d "$dir/model" ]; then
-        "$build/gpt2" init --out "$dir/model" --layers 2 --heads 2 --embd 64 --ctx 128 ||
-            return 1
+        "$build/gpt2" init --n-layer 2 --n-head 2 --n-embd 64 --n-ctx 128 \
+            --seed 1 -o "$dir/model" || return 1
     fi
-    "$bin" "$dir/model" "In the beginning"
+    # examples take the model directory and a prompt, and must print text
+    local out
+    out=$("$bin" "$dir/model" "In the beginning") || return 1
+    printf '%s\n' "$out"
+    [ -n "$out" ] || { echo "run_all: $bin printed nothing" >&2; return 1; }
 }
 
 echo "== unit suites ($build)"

@@ -84,6 +84,10 @@ int cli_common_option(const char *cmd, int c, const char *arg, char **argv) {
         return cli_usage_error(cmd, "option %s needs a value", opt);
     case '?':
         option_text(argv, opt, sizeof opt);
+        /* glibc reports "--flag=value" for a flag as '?' with optopt set */
+        if (optopt != 0 && optind > 0 && strchr(argv[optind - 1], '=') &&
+            strncmp(argv[optind - 1], "--", 2) == 0)
+            return cli_usage_error(cmd, "option %s takes no value", opt);
         return cli_usage_error(cmd, "unknown option '%s'", opt);
     default:
         return cli_usage_error(cmd, "unexpected option (code %d)", c);
@@ -321,6 +325,14 @@ static bool exe_dir(char *buf, size_t cap) {
     return true;
 }
 
+/* dir/name into buf; false when it does not fit. */
+static bool path_join(char *buf, size_t cap, const char *dir,
+                      const char *name) {
+    int n = snprintf(buf, cap, "%s%s%s", dir,
+                     dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", name);
+    return n >= 0 && (size_t)n < cap;
+}
+
 /* Fills d from root if root is a directory. sibling_models: the models
    live beside root (a build tree's assets/ and models/), not inside it
    (an installed share/gpt2c/models). Otherwise notes root in tried. */
@@ -333,17 +345,13 @@ static bool try_location(cli_data *d, const char *root, bool sibling_models,
         return false;
     }
     snprintf(d->root, sizeof d->root, "%s", real);
-    snprintf(d->tokenizer, sizeof d->tokenizer, "%s/tokenizer", real);
     if (sibling_models) {
         char *slash = strrchr(real, '/');
-        if (slash && slash != real) *slash = '\0';
-        else snprintf(real, sizeof real, "/");
-        snprintf(d->models, sizeof d->models, "%s%smodels", real,
-                 strcmp(real, "/") == 0 ? "" : "/");
-    } else {
-        snprintf(d->models, sizeof d->models, "%s/models", d->root);
+        slash[slash == real ? 1 : 0] = '\0'; /* realpath is absolute */
     }
-    return true;
+    return path_join(d->tokenizer, sizeof d->tokenizer, d->root,
+                     "tokenizer") &&
+           path_join(d->models, sizeof d->models, real, "models");
 }
 
 bool cli_find_data(cli_data *d, char *tried, size_t cap) {
@@ -413,14 +421,16 @@ static int default_model_path(const char *cmd, char *buf, size_t cap) {
     }
     cli_data d;
     char tried[4096];
-    if (cli_find_data(&d, tried, sizeof tried)) {
-        snprintf(buf, cap, "%s/kjv", d.models);
-        if (is_dir(buf)) return CLI_OK;
-        snprintf(tried, sizeof tried, "%s", buf);
-    }
-    cli_error(cmd, CLI_FAIL,
-              "no model given, and the default model is not installed "
-              "(looked for %s)", tried);
+    if (!cli_find_data(&d, tried, sizeof tried))
+        cli_error(cmd, CLI_FAIL,
+                  "no model given, and the default model is not installed "
+                  "(no data location exists: %s)", tried);
+    else if (path_join(buf, cap, d.models, "kjv") && is_dir(buf))
+        return CLI_OK;
+    else
+        cli_error(cmd, CLI_FAIL,
+                  "no model given, and the default model is not installed "
+                  "(%s/kjv does not exist)", d.models);
     fprintf(stderr,
             "  Use -m DIR to name a model directory (config.json + "
             "model.safetensors) or an llm.c .bin file;\n"

@@ -102,6 +102,7 @@ int main(int argc, char **argv) {
                         "them\n", name);
         return CLI_USAGE;
     }
+    int first = optind; /* the reset below clears optind */
     cli_getopt_reset();
-    return cmd->run(argc - optind, argv + optind);
+    return cmd->run(argc - first, argv + first);
 }

@@ -18,7 +18,9 @@ means that do not share its code paths:
 Prints each check; exits non-zero on any failure.
 """
 
+import contextlib
 import filecmp
+import io
 import math
 import os
 import sys
@@ -241,7 +243,8 @@ def test_sensitivity():
 def test_deterministic(tmp):
     a, b = os.path.join(tmp, "a"), os.path.join(tmp, "b")
     for d in (a, b):
-        mg.main(["make_golden.py", d])
+        with contextlib.redirect_stdout(io.StringIO()):
+            mg.main(["make_golden.py", d])
     same = True
     for name in os.listdir(a):
         if not os.path.isdir(os.path.join(a, name)):

@@ -9,7 +9,8 @@
  *   ref_check --save OUTDIR  the other direction: a gpt2_model_init model,
  *                            saved in F32, BF16 and F16 to OUTDIR/<dtype>/,
  *                            reloaded, run on a fixed batch; its tokens and
- *                            logits go to OUTDIR/c_logits.safetensors for
+ *                            logits (and its config) go to
+ *                            OUTDIR/c_logits.safetensors for
  *                            tests/reference/check_c_model.py
  *
  * Tolerance (DESIGN.md): |c - golden| <= 1e-4 * max(1, max |golden|) for
@@ -187,6 +188,17 @@ static void check_batch(const gpt2_model *m, const golden_batch *g,
            loss_abs, loss_rel, ok_logits && ok_loss ? "ok" : "FAIL");
     if (!ok_logits) fail("batch logits differ from golden", label);
     if (!ok_loss) fail("batch loss differs from golden", label);
+    /* without targets: the same logits, and the header's NaN loss */
+    if (gpt2_batch_forward(b, g->tokens, NULL, &logits, &loss) != GPT2_OK) {
+        fail_status("gpt2_batch_forward (no targets)", label);
+    } else {
+        diff_stats d2;
+        diff_init(&d2);
+        diff_add(&d2, logits, g->logits, (size_t)g->B * g->T * g->V);
+        if (!diff_ok(&d2) || !isnan(loss))
+            fail("forward without targets: logits differ or loss not NaN",
+                 label);
+    }
     gpt2_batch_free(b);
 }
 
@@ -269,7 +281,6 @@ static void check_golden_batch(const gpt2_model *m, const gpt2__st_file *f,
 static void check_model_dir(const char *golden_dir, const char *name) {
     char dir[2048], path[4096];
     snprintf(dir, sizeof dir, "%s/%s", golden_dir, name);
-    snprintf(path, sizeof path, "%s/golden.safetensors", dir);
     int before = n_fail;
     gpt2_model *m = NULL;
     gpt2__st_file f;
@@ -282,6 +293,11 @@ static void check_model_dir(const char *golden_dir, const char *name) {
     printf("%s: L=%d H=%d C=%d n_ctx=%d V=%d eps=%g, file %s\n", name,
            c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size,
            c->layer_norm_epsilon, gpt2_dtype_name(gpt2_model_file_dtype(m)));
+    /* make_golden.py copies GPT-2's tokenizer beside the "tok" model */
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    if (gpt2__file_exists(path) && !gpt2_model_tokenizer(m))
+        fail("the directory has vocab.json but the model no tokenizer", name);
+    snprintf(path, sizeof path, "%s/golden.safetensors", dir);
     if (gpt2__st_open(path, &f) != GPT2_OK) {
         fail_status("gpt2__st_open golden.safetensors", name);
     } else {
@@ -444,15 +460,20 @@ static int run_save(const char *outdir) {
     }
     if (logits[0]) check_f32_roundtrip(m, tokens, T, logits[0]);
     if (logits[0] && logits[1] && logits[2]) {
-        gpt2__st_out out[4] = {
-            {"tokens", 2, {SAVE_B, T}, tokens_f}};
+        /* the config the saved files must declare */
+        const float cfg_f[6] = {
+            SAVE_CFG.n_layer, SAVE_CFG.n_head, SAVE_CFG.n_embd,
+            SAVE_CFG.n_ctx, SAVE_CFG.vocab_size, SAVE_CFG.layer_norm_epsilon};
+        gpt2__st_out out[5] = {
+            {"tokens", 2, {SAVE_B, T}, tokens_f},
+            {"config", 1, {6, 0}, cfg_f}};
         for (int k = 0; k < 3; k++)
-            out[k + 1] = (gpt2__st_out){names[k], 2,
+            out[k + 2] = (gpt2__st_out){names[k], 2,
                                         {(int64_t)SAVE_B * T,
                                          SAVE_CFG.vocab_size}, logits[k]};
         char path[4096];
         snprintf(path, sizeof path, "%s/c_logits.safetensors", outdir);
-        if (gpt2__st_write(path, out, 4, GPT2_DTYPE_F32) != GPT2_OK)
+        if (gpt2__st_write(path, out, 5, GPT2_DTYPE_F32) != GPT2_OK)
             fail_status("gpt2__st_write c_logits.safetensors", "save");
         else
             printf("  wrote %s (tokens (%d, %d) as floats; logits "
@@ -466,6 +487,8 @@ static int run_save(const char *outdir) {
 }
 
 int main(int argc, char **argv) {
+    /* failures go to stderr: keep them in order with the table in logs */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc == 3 && strcmp(argv[1], "--save") == 0) return run_save(argv[2]);
     if (argc == 2 && argv[1][0] != '-') return run_golden(argv[1]);
     fprintf(stderr, "usage: ref_check GOLDEN_DIR\n"

@@ -1,0 +1,188 @@
+/* cmd_eval.c: `gpt2 eval`: how well a model predicts a text. The mean
+   next-token cross-entropy in nats and its exponential, the perplexity.
+   The first token has no context and is not scored, so N tokens give N-1
+   predictions. A text longer than the context is read in overlapping
+   windows (Hugging Face's "perplexity of fixed-length models"): each
+   window scores only tokens no earlier window scored, so every prediction
+   after the first window sees at least n_ctx - stride tokens of context. */
+#include "cli.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const CMD = "eval";
+
+enum { OPT_JSON = 0x100, OPT_STRIDE, OPT_SPECIAL };
+
+static void usage(FILE *f) {
+    fprintf(f,
+"usage: gpt2 eval [-m DIR] [--stride S] [--json] [--special] FILE\n"
+"Mean next-token cross-entropy (nats/token) and perplexity of the model on\n"
+"the tokens of FILE ('-' for stdin). The first token is context only: N\n"
+"tokens give N-1 scored predictions. No token is added to the text.\n\n"
+"  -m, --model DIR   model directory or llm.c .bin (default: the installed\n"
+"                    default model)\n"
+"  --stride S        texts longer than the context are read in windows of\n"
+"                    n_ctx tokens that advance by S, 1..n_ctx; each token is\n"
+"                    scored once, with at least n_ctx - S tokens of context\n"
+"                    after the first window (default n_ctx / 2)\n"
+"  --json            print {\"loss\", \"perplexity\", \"n_tokens\", ...}\n"
+"  --special         recognise <|endoftext|> in the text as the special token\n"
+CLI_THREADS_HELP);
+}
+
+typedef struct {
+    const char *model, *file;
+    int stride;          /* 0: n_ctx / 2 */
+    bool json, special;
+} eval_options;
+
+static int parse_options(int argc, char **argv, eval_options *o) {
+    static const struct option opts[] = {
+        CLI_COMMON_OPTIONS,
+        {"model", required_argument, NULL, 'm'},
+        {"stride", required_argument, NULL, OPT_STRIDE},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"special", no_argument, NULL, OPT_SPECIAL},
+        {NULL, 0, NULL, 0},
+    };
+    int c, rc = CLI_OK;
+    while (rc == CLI_OK && (c = getopt_long(argc, argv,
+                                            CLI_SHORTOPTS_PREFIX "m:", opts,
+                                            NULL)) != -1) {
+        switch (c) {
+        case 'h': usage(stdout); return -1;
+        case 'm': o->model = optarg; break;
+        case OPT_STRIDE:
+            rc = cli_opt_int(CMD, "--stride", optarg, 1, 1 << 20, &o->stride);
+            break;
+        case OPT_JSON: o->json = true; break;
+        case OPT_SPECIAL: o->special = true; break;
+        default: rc = cli_common_option(CMD, c, optarg, argv); break;
+        }
+    }
+    if (rc != CLI_OK) return rc;
+    if (argc - optind != 1)
+        return argc - optind == 0
+                   ? cli_usage_error(CMD, "no FILE to evaluate")
+                   : cli_usage_error(CMD, "one FILE only (got '%s' and '%s')",
+                                     argv[optind], argv[optind + 1]);
+    o->file = argv[optind];
+    return CLI_OK;
+}
+
+/* The file's tokens. */
+static int encode_file(const eval_options *o, const gpt2_model *m, int **ids,
+                       size_t *n) {
+    char *text = NULL;
+    size_t len = 0;
+    int rc = cli_read_input(CMD, o->file, &text, &len);
+    if (rc != CLI_OK) return rc;
+    *ids = malloc((len + 1) * sizeof(int));
+    if (!*ids) rc = cli_error(CMD, CLI_FAIL, "out of memory");
+    else if (gpt2_tokenizer_encode(gpt2_model_tokenizer(m), text, len,
+                                   o->special ? GPT2_ENCODE_SPECIAL : 0, *ids,
+                                   len + 1, n) != GPT2_OK)
+        rc = cli_lib_error(CMD, "cannot encode '%s'", o->file);
+    else if (*n < 2)
+        rc = cli_error(CMD, CLI_FAIL, "'%s' has %zu token%s; scoring needs at "
+                       "least 2 (the first is context only)", o->file, *n,
+                       *n == 1 ? "" : "s");
+    free(text);
+    return rc;
+}
+
+typedef struct {
+    double sum;      /* nats, over all scored predictions */
+    size_t n_scored;
+    int windows;
+} eval_result;
+
+/* Scores predictions 1..n-1 of ids. Windows hold T inputs (the last
+   window is moved back to end at the text's end, so every window is
+   full); the target of input i is ids[i + 1]; a target already scored,
+   or before `next`, is masked with -1. */
+static int score(gpt2_model *m, const int *ids, size_t n, int stride,
+                 eval_result *r) {
+    int n_ctx = gpt2_model_config(m)->n_ctx;
+    int T = (size_t)n_ctx < n - 1 ? n_ctx : (int)(n - 1);
+    gpt2_batch *b = NULL;
+    int *targets = malloc((size_t)T * sizeof(int));
+    if (!targets) return cli_error(CMD, CLI_FAIL, "out of memory");
+    if (gpt2_batch_new(m, 1, T, &b) != GPT2_OK) {
+        free(targets);
+        return cli_lib_error(CMD, "cannot make a batch of %d tokens", T);
+    }
+    size_t next = 1, last_begin = n - 1 - (size_t)T;
+    int rc = CLI_OK;
+    for (size_t begin = 0; next < n; begin += (size_t)stride) {
+        if (begin > last_begin) begin = last_begin;
+        int count = 0;
+        for (int i = 0; i < T; i++) {
+            size_t t = begin + (size_t)i + 1; /* index of the target */
+            targets[i] = t >= next ? ids[t] : -1;
+            count += t >= next;
+        }
+        float loss;
+        if (gpt2_batch_forward(b, ids + begin, targets, NULL, &loss) !=
+            GPT2_OK) {
+            rc = cli_lib_error(CMD, "forward pass failed at token %zu", begin);
+            break;
+        }
+        r->sum += (double)loss * count;
+        r->n_scored += (size_t)count;
+        r->windows++;
+        next = begin + (size_t)T + 1;
+    }
+    gpt2_batch_free(b);
+    free(targets);
+    return rc;
+}
+
+static int print_result(const eval_options *o, const eval_result *r,
+                        int stride) {
+    double loss = r->sum / (double)r->n_scored, ppl = exp(loss);
+    if (!o->json) {
+        printf("loss %.4f nats/token, perplexity %.2f, %zu tokens\n", loss,
+               ppl, r->n_scored);
+        return CLI_OK;
+    }
+    cJSON *j = cJSON_CreateObject();
+    bool ok = j && cJSON_AddNumberToObject(j, "loss", loss) &&
+              cJSON_AddNumberToObject(j, "perplexity", ppl) &&
+              cJSON_AddNumberToObject(j, "n_tokens", (double)r->n_scored) &&
+              cJSON_AddNumberToObject(j, "stride", stride) &&
+              cJSON_AddNumberToObject(j, "windows", r->windows);
+    char *s = ok ? cJSON_Print(j) : NULL;
+    if (s) printf("%s\n", s);
+    free(s);
+    cJSON_Delete(j);
+    return s ? CLI_OK : cli_error(CMD, CLI_FAIL, "out of memory writing JSON");
+}
+
+int cmd_eval(int argc, char **argv) {
+    eval_options o = {0};
+    int rc = parse_options(argc, argv, &o);
+    if (rc != CLI_OK) return rc < 0 ? CLI_OK : rc;
+    gpt2_model *m = NULL;
+    int *ids = NULL;
+    size_t n = 0;
+    eval_result r = {0};
+    rc = cli_load_model(CMD, o.model, true, &m);
+    int n_ctx = m ? gpt2_model_config(m)->n_ctx : 0;
+    int stride = o.stride ? o.stride : (n_ctx / 2 > 0 ? n_ctx / 2 : 1);
+    if (rc == CLI_OK && stride > n_ctx) {
+        char s[32];
+        snprintf(s, sizeof s, "%d", stride);
+        rc = cli_bad_value(CMD, "--stride", s,
+                           "must not exceed the model's context");
+    }
+    if (rc == CLI_OK) rc = encode_file(&o, m, &ids, &n);
+    if (rc == CLI_OK) rc = score(m, ids, n, stride, &r);
+    if (rc == CLI_OK) rc = print_result(&o, &r, stride);
+    free(ids);
+    gpt2_model_free(m);
+    return rc;
+}
