@@ -178,11 +178,14 @@ typedef struct gpt2_model gpt2_model;
 typedef enum { GPT2_DTYPE_F32 = 0, GPT2_DTYPE_F16, GPT2_DTYPE_BF16 } gpt2_dtype;
 const char *gpt2_dtype_name(gpt2_dtype d); /* "F32", "F16", "BF16" */
 
-/* Loads a model. path is either a Hugging Face GPT-2 directory
-   (config.json + model.safetensors, and vocab.json + merges.txt, which are
-   optional: without them gpt2_model_tokenizer returns NULL) or an llm.c
-   checkpoint file (.bin, magic 20240326). F32 weights are memory-mapped
-   where the file allows; F16 and BF16 are converted to float32. */
+/* Loads a model. path is a Hugging Face GPT-2 directory (config.json +
+   model.safetensors, and vocab.json + merges.txt, which are optional:
+   without both, gpt2_model_tokenizer returns NULL), the path of such a
+   directory's model.safetensors, or an llm.c checkpoint file (.bin, magic
+   20240326, version 3 float32 or 5 bfloat16). When every tensor is F32
+   and aligned, the weights are memory-mapped read-only (nothing is copied;
+   the OS pages them in); otherwise (F16, BF16, llm.c) they are converted
+   into one float32 block. */
 gpt2_status gpt2_model_load(const char *path, gpt2_model **out);
 
 /* A new model with random weights as GPT-2 initialises them: N(0, 0.02),
@@ -200,7 +203,8 @@ void gpt2_model_free(gpt2_model *m);
 gpt2_status gpt2_model_save(const gpt2_model *m, const char *dir,
                             gpt2_dtype dtype);
 
-/* Reads / writes llm.c's checkpoint (version 3, float32). */
+/* Writes llm.c's checkpoint (version 3, float32; the vocabulary padded
+   to a multiple of 128 with zero rows). gpt2_model_load reads it. */
 gpt2_status gpt2_model_save_llmc(const gpt2_model *m, const char *path);
 
 /* Gives the model a tokenizer (the model takes ownership of t). */
@@ -330,7 +334,170 @@ gpt2_status gpt2_checkpoint_latest(const char *out_dir, char *buf,
                                    size_t cap);
 
 /* ------------------------------------------------------------------ data */
-/* (token shards: gpt2_prepare_*, gpt2_loader_*; see src/data.c) */
+
+/* Token shards: training text as token ids in llm.c's format, so that
+   llm.c's data scripts and gpt2c's serve each other. A shard is
+
+       int32 header[256], little-endian: header[0] = 20240520 (magic),
+           header[1] = 1 (version), header[2] = token count, others 0
+       uint16 tokens[count], little-endian
+
+   named DIR/train_000000.bin, DIR/train_000001.bin, ... and
+   DIR/val_000000.bin, ... . docs/formats.md has the details.
+
+       gpt2_prepare_options o = gpt2_prepare_defaults();
+       const char *in[] = {"corpus/"};
+       o.inputs = in; o.n_inputs = 1; o.out_dir = "data/kjv";
+       o.val_fraction = 0.05;
+       gpt2_prepare(tok, &o, NULL);                 // text -> shards
+
+       gpt2_loader_options lo = gpt2_loader_defaults();
+       lo.batch_size = 4; lo.seq_len = 64;
+       gpt2_loader *ld;
+       gpt2_loader_open("data/kjv", "train", &lo, &ld); // checks every shard
+       gpt2_loader_next(ld, tokens, targets);       // B*T ids each
+       gpt2_loader_free(ld);
+*/
+
+/* What gpt2_prepare has done so far (also its final result). */
+typedef struct {
+    const char *current;     /* the input being read ("-" for stdin);
+                                borrowed, valid during the callback only;
+                                NULL once done */
+    uint64_t n_documents;    /* documents finished (train and val) */
+    uint64_t n_bytes;        /* input bytes read so far */
+    uint64_t n_bytes_total;  /* sizes of all inputs known in advance
+                                (regular files; stdin counts 0) */
+    uint64_t n_train_tokens; /* tokens written to train shards, EOTs too */
+    uint64_t n_val_tokens;   /* tokens written to val shards, EOTs too */
+    int n_train_shards;      /* shards begun so far, per split */
+    int n_val_shards;
+} gpt2_prepare_stats;
+
+/* Called after each chunk of text is encoded, and once at the end. */
+typedef void (*gpt2_prepare_progress_fn)(void *user,
+                                         const gpt2_prepare_stats *s);
+
+typedef struct {
+    /* The training text: n_inputs paths, each a text file, a folder (all
+       regular files below it, recursively, in byte order of their paths;
+       names starting with '.' are skipped), or "-" for stdin (at most
+       once). Every file is one document. */
+    const char *const *inputs;
+    int n_inputs;
+    /* Validation text, given explicitly (same kinds of paths), or NULL.
+       Excludes val_fraction. */
+    const char *const *val_inputs;
+    int n_val_inputs;
+    /* Without val_inputs, the share held out for validation, in [0, 1)
+       (default 0: no val split). With n >= 2 documents, the last
+       ceil(F * n) of them (at most n - 1) in input order. With one
+       document (a file; not stdin, whose size is unknown), its tail from
+       the first line start at or after byte floor((1 - F) * size),
+       which becomes a validation document of its own. */
+    double val_fraction;
+    const char *out_dir;     /* created (with parents) if missing */
+    size_t shard_tokens;     /* tokens per shard, 1 .. 2^31-1
+                                (default 100,000,000) */
+    size_t chunk_bytes;      /* text read and encoded at a time (default
+                                1 MiB; tests use tiny ones). A chunk ends
+                                where the pre-tokenizer cannot join text
+                                across, so the ids equal those of encoding
+                                the whole document at once; a long stretch
+                                with no such place grows the chunk. */
+    gpt2_prepare_progress_fn progress; /* may be NULL */
+    void *user;              /* passed to progress */
+} gpt2_prepare_options;
+
+gpt2_prepare_options gpt2_prepare_defaults(void);
+
+/* Encodes the documents with t (GPT-2's <|endoftext|>, from
+   gpt2_tokenizer_eot, BEFORE each document, as llm.c's data scripts do;
+   the text "<|endoftext|>" inside a document is ordinary text) into
+   shards of o->shard_tokens tokens in o->out_dir, train and val, in
+   document order. Text is streamed: memory does not grow with the input.
+   Each shard is written to NAME.tmp, synced and renamed; shards of the
+   same split with higher numbers left by an earlier run are then
+   removed, so the directory holds exactly this run's shards. *stats (may
+   be NULL) receives the totals. Errors: GPT2_ERR_ARG for bad options, a
+   tokenizer with more than 65536 ids (they would not fit uint16) or none
+   for <|endoftext|>; GPT2_ERR_IO for an input that cannot be read or a
+   shard that cannot be written (shards already renamed stay). */
+gpt2_status gpt2_prepare(const gpt2_tokenizer *t,
+                         const gpt2_prepare_options *o,
+                         gpt2_prepare_stats *stats);
+
+/* Reads a split's shards as one stream of tokens, in batches of B rows of
+   T tokens with their targets (the next token of each). */
+typedef struct gpt2_loader gpt2_loader;
+
+typedef struct {
+    int batch_size;     /* B (default 4) */
+    int seq_len;        /* T (default 1024) */
+    int vocab_size;     /* every id must be < this, 1 .. 65536 (50257) */
+    /* 0 (default): sequential. 1: each epoch takes the split's windows of
+       T + 1 tokens (window w starts at token w*T) in an order shuffled by
+       seed and the epoch number; deterministic and resumable. */
+    int shuffle;
+    uint64_t seed;
+    /* For several processes training together: this one's rank among
+       n_ranks (default 0 of 1). Each batch of the shared sequence of
+       n_ranks * B * T tokens gives rank r its r-th part. */
+    int rank, n_ranks;
+} gpt2_loader_options;
+
+gpt2_loader_options gpt2_loader_defaults(void);
+
+/* Opens the shards of one split and validates every one before it
+   returns: the header's magic and version, the file's length against the
+   header's count (truncated, or longer than it says), every token id <
+   vocab_size, and at least B*T*n_ranks + 1 tokens in all. Each problem
+   fails with GPT2_ERR_FORMAT (GPT2_ERR_IO if a file cannot be read) and
+   a message naming the file. Which shards:
+   - path a directory: its files PREFIX*.bin where PREFIX is split + "_"
+     (gpt2_prepare's names), or else llm.c's *_SPLIT_*.bin and *_SPLIT.bin
+     (e.g. tiny_shakespeare_val.bin), in byte order of their names;
+   - otherwise path is a glob(3) pattern (a single file is one), matches
+     in sorted order; split is then ignored (may be NULL).
+   Shards are memory-mapped, read only. */
+gpt2_status gpt2_loader_open(const char *path, const char *split,
+                             const gpt2_loader_options *o, gpt2_loader **out);
+void gpt2_loader_free(gpt2_loader *ld);
+
+/* The next batch: tokens and targets, B*T ids each, row-major (B, T);
+   targets[i] is the token after tokens[i]. Sequentially, one batch is
+   B*T + 1 consecutive tokens of the stream (it may span shards) and the
+   next starts B*T * n_ranks tokens later. When fewer than
+   B*T*n_ranks + 1 tokens are left, the stream starts over from the first
+   shard and the epoch count goes up; the left-over tail is skipped. No
+   allocation, no failure once open (GPT2_ERR_ARG for NULL buffers). */
+gpt2_status gpt2_loader_next(gpt2_loader *ld, int *tokens, int *targets);
+
+/* Where the loader is, for an exact resume. The same for every rank. */
+typedef struct {
+    uint64_t epoch;  /* epochs completed */
+    int shard;       /* the next batch starts at this shard's token ... */
+    uint64_t offset; /* ... number offset (sequential order; in shuffled
+                        order the same place marks how far into the
+                        epoch's order the loader is) */
+} gpt2_loader_pos;
+
+void gpt2_loader_tell(const gpt2_loader *ld, gpt2_loader_pos *pos);
+/* Goes to a position from gpt2_loader_tell (of a loader over the same
+   shards with the same B, T and n_ranks). GPT2_ERR_ARG if the shard or
+   offset is out of range, or, in shuffled order, not on a batch
+   boundary. */
+gpt2_status gpt2_loader_seek(gpt2_loader *ld, const gpt2_loader_pos *pos);
+/* Back to the start of epoch 0 (e.g. before each validation pass). */
+void gpt2_loader_reset(gpt2_loader *ld);
+
+uint64_t gpt2_loader_num_tokens(const gpt2_loader *ld); /* in the split */
+int gpt2_loader_num_shards(const gpt2_loader *ld);
+/* The path of shard i (borrowed), NULL if out of range. */
+const char *gpt2_loader_shard_path(const gpt2_loader *ld, int i);
+/* Batches in one epoch: (num_tokens - 1) / (B*T*n_ranks). */
+uint64_t gpt2_loader_batches_per_epoch(const gpt2_loader *ld);
+
 /* end of data */
 
 /* --------------------------------------------------------------- session */

@@ -666,27 +666,6 @@ static gpt2_status atomic_finish(atomic_file *a, gpt2_status st) {
     return st;
 }
 
-/* mkdir -p */
-static gpt2_status make_dirs(const char *dir) {
-    char buf[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof buf)
-        return gpt2__fail(GPT2_ERR_ARG, "model_save: bad directory '%s'", dir);
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != 0) continue;
-        char c = buf[i];
-        buf[i] = 0;
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return gpt2__fail(GPT2_ERR_IO, "model_save: mkdir %s: %s", buf,
-                              strerror(errno));
-        buf[i] = c;
-    }
-    if (!gpt2__is_dir(dir))
-        return gpt2__fail(GPT2_ERR_IO, "model_save: %s: not a directory", dir);
-    return GPT2_OK;
-}
-
 static gpt2_status save_safetensors(const gpt2_model *m, const char *path,
                                     gpt2_dtype dtype) {
     gpt2__st_out *ts = gpt2__calloc((size_t)m->n_tensors, sizeof *ts, "model_save");
@@ -716,12 +695,15 @@ gpt2_status gpt2_model_save(const gpt2_model *m, const char *dir, gpt2_dtype dty
     if (dtype != GPT2_DTYPE_F32 && dtype != GPT2_DTYPE_F16 && dtype != GPT2_DTYPE_BF16)
         return gpt2__fail(GPT2_ERR_ARG, "model_save: unknown dtype %d", (int)dtype);
     char path[4096];
-    gpt2_status st = make_dirs(dir);
-    if (!st) st = gpt2__join_path(path, sizeof path, dir, "model.safetensors");
+    gpt2_status st = gpt2__make_dirs(dir);
+    if (st) return with_prefix(st, "model_save");
+    st = gpt2__join_path(path, sizeof path, dir, "model.safetensors");
     if (!st) st = save_safetensors(m, path, dtype);
     if (!st) st = gpt2__join_path(path, sizeof path, dir, "config.json");
     if (!st) st = save_config(m, path, dtype);
     if (!st && m->tok) st = gpt2_tokenizer_save(m->tok, dir);
+    /* the renames above are durable only once the directory is synced */
+    if (!st) st = gpt2__sync_dir(dir);
     return st;
 }
 

@@ -1063,6 +1063,7 @@ gpt2_status gpt2_tokenizer_encode(const gpt2_tokenizer *t, const char *text,
     if (n_ids) *n_ids = 0;
     if (!t || !n_ids || (!text && len) || (!ids && cap))
         return gpt2__fail(GPT2_ERR_ARG, "tokenizer_encode: NULL argument");
+    if (len == 0) return GPT2_OK; /* text may be NULL then */
     encoder e;
     gpt2_status st = encoder_init(&e, t, len, ids, cap);
     const uint8_t *s = (const uint8_t *)text, *end = s + len;

@@ -87,6 +87,8 @@ export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 same_text "pkg-config --modversion gpt2c" "$version" \
     "$(pkg-config --modversion gpt2c 2>&1)"
 cp "$repo/examples/generate.c" "$away/prog.c"
+prompt="In the beginning"
+shared_out=""
 cc=${CC:-cc}
 
 # Shared: the plain pkg-config line; the program needs libgpt2.so.0.
@@ -95,8 +97,9 @@ check "cc prog.c \$(pkg-config --cflags --libs gpt2c)" \
 if [ -x prog_shared ]; then
     check "prog_shared links libgpt2.so.0" \
         bash -c "readelf -d prog_shared | grep -q 'NEEDED.*libgpt2.so.0'"
-    out=$(LD_LIBRARY_PATH=$prefix/lib ./prog_shared "$tmp/model" "In the beginning" 2>&1); rc=$?
-    if [ $rc = 0 ] && [ -n "$out" ]; then ok "prog_shared generates text"; else
+    out=$(LD_LIBRARY_PATH=$prefix/lib ./prog_shared "$tmp/model" "$prompt" 2>&1); rc=$?
+    shared_out=$out
+    if [ $rc = 0 ] && [ ${#out} -gt ${#prompt} ]; then ok "prog_shared generates text"; else
         not_ok "prog_shared generates text (exit $rc)"; printf '%s\n' "$out" | tail -n 10 | sed 's/^/    # /'; fi
 fi
 
@@ -108,9 +111,12 @@ check "cc prog.c \$(pkg-config --cflags --static --libs gpt2c) with libgpt2.a" \
 if [ -x prog_static ]; then
     check "prog_static does not need libgpt2.so" \
         bash -c "! readelf -d prog_static | grep -q 'NEEDED.*libgpt2'"
-    out=$(./prog_static "$tmp/model" "In the beginning" 2>&1); rc=$?
-    if [ $rc = 0 ] && [ -n "$out" ]; then ok "prog_static generates text"; else
+    out=$(./prog_static "$tmp/model" "$prompt" 2>&1); rc=$?
+    if [ $rc = 0 ] && [ ${#out} -gt ${#prompt} ]; then ok "prog_static generates text"; else
         not_ok "prog_static generates text (exit $rc)"; printf '%s\n' "$out" | tail -n 10 | sed 's/^/    # /'; fi
+    # the same library code, seed and model: the same text
+    [ -x prog_shared ] && same_text "static and shared programs print the same text" \
+        "$shared_out" "$out"
 fi
 
 # ---------------------------------------------------------------- uninstall
