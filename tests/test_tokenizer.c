@@ -556,6 +556,7 @@ static void test_small_tokenizer(void) {
     EXPECT_LOAD(v, "ab a\na b\n", GPT2_OK, NULL);
     EXPECT_LOAD(v, "#version: 0.2\r\nab a\r\na b\r\n", GPT2_OK, NULL);
     EXPECT_LOAD(v, "#version: 0.2\nab a\na b", GPT2_OK, NULL);
+    EXPECT_LOAD(v, "#version: 0.2\nab a\na b\n\n\r\n", GPT2_OK, NULL);
     free(v);
 }
 

@@ -97,8 +97,8 @@ def f32(x):
 # "odd3": n_head 3, sizes neither powers of two nor multiples of 4,
 # epsilon 1e-3, T = n_ctx. "mid4": deeper, T < n_ctx, so rows of wpe get
 # no gradient but must still decay. grad_clip is chosen per model so that
-# clipping scales the gradient in some steps and not in others (main()
-# checks and prints which).
+# clipping scales the gradient in some steps and not in others (report()
+# prints which, and refuses a model where it does not).
 CONFIGS = {
     "odd3": (ref.Config(n_layer=2, n_head=3, n_embd=36, n_ctx=16,
                         vocab_size=97, layer_norm_epsilon=1e-3),
