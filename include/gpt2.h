@@ -83,7 +83,16 @@ int  gpt2_get_threads(void);
 /* GPT-2's byte-level BPE: the text is cut by GPT-2's pre-tokenizer pattern
    (with real Unicode letter / number / space classes), each piece's bytes
    are mapped to printable unicode characters, and merges are applied in
-   rank order. decode(encode(x)) == x byte for byte. */
+   rank order. decode(encode(x)) == x byte for byte.
+   - \s is Unicode White_Space, as in GPT-2's Python (the regex module), so
+     U+0085 is whitespace and U+FEFF is not (JavaScript ports differ there).
+     Letters and numbers follow PCRE2's Unicode tables.
+   - Invalid UTF-8: each invalid byte counts as one character of the
+     "other" class (as Python's surrogateescape would), so any bytes
+     encode and round-trip.
+   - A single pre-tokenizer piece over 256 MiB is refused (GPT2_ERR_ARG).
+   - GPT2_TOKENIZER_NO_JIT=1 in the environment forces PCRE2's
+     interpreter instead of its JIT (for testing). */
 typedef struct gpt2_tokenizer gpt2_tokenizer;
 
 #define GPT2_EOT_TEXT "<|endoftext|>"

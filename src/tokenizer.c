@@ -21,8 +21,8 @@
      round-trip. The pre-tokenizer sees each byte that is not part of a
      well-formed UTF-8 character as one character of its own that is
      neither space, letter nor number - as Python would see the lone
-     surrogate that errors="surrogateescape" makes of it - so " \xff\xfe"
-     is one piece, like " ?!". To run PCRE2 (which needs valid UTF-8) such
+     surrogate that errors="surrogateescape" makes of it - so the bytes
+     " \xff\xfe" make one piece, as " ?!" would. To run PCRE2 (which needs valid UTF-8) such
      bytes are replaced by U+E000 (private use, also "other") in a copy of
      the text, and piece offsets are mapped back to the original bytes.
    - BPE: all occurrences of the lowest-ranked pair are merged left to right

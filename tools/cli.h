@@ -51,7 +51,8 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     {"threads", required_argument, NULL, CLI_OPT_THREADS}
 #define CLI_SHORTOPTS_PREFIX ":h"
 #define CLI_THREADS_HELP                                                    \
-    "  --threads N          threads for the forward pass (default: all cores)\n" \
+    "  --threads N          threads for the forward pass (default: all\n"    \
+    "                       cores)\n"                                        \
     "  -h, --help           show this help\n"
 
 /* Resets getopt for a new argv (the subcommand's). */

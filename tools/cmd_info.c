@@ -83,9 +83,12 @@ static void print_text(const char *path, const gpt2_model *m,
            "vocab_size %d, layer_norm_epsilon %g\n", c->n_layer, c->n_head,
            c->n_embd, c->n_ctx, c->vocab_size, c->layer_norm_epsilon);
     printf("storage     %s, %s\n", gpt2_dtype_name(gpt2_model_file_dtype(m)),
-           gpt2_model_is_mapped(m) ? "memory-mapped" : "in memory (not mapped)");
-    if (tok) printf("tokenizer   yes, %d ids\n", gpt2_tokenizer_vocab_size(tok));
-    else printf("tokenizer   none\n");
+           gpt2_model_is_mapped(m) ? "memory-mapped"
+                                   : "in memory (not mapped)");
+    if (tok)
+        printf("tokenizer   yes, %d ids\n", gpt2_tokenizer_vocab_size(tok));
+    else
+        printf("tokenizer   none\n");
     printf("parameters\n");
     snprintf(label, sizeof label, "token embeddings     wte (%d x %d)",
              c->vocab_size, c->n_embd);
@@ -136,11 +139,13 @@ static int print_json(const char *path, const gpt2_model *m,
         cJSON_Delete(params);
         cJSON_Delete(blk);
     }
-    ok = ok && cJSON_GetObjectItem(j, "model") && add_num(cfg, "n_layer", c->n_layer) &&
+    ok = ok && cJSON_GetObjectItem(j, "model") &&
+         add_num(cfg, "n_layer", c->n_layer) &&
          add_num(cfg, "n_head", c->n_head) &&
          add_num(cfg, "n_embd", c->n_embd) && add_num(cfg, "n_ctx", c->n_ctx) &&
          add_num(cfg, "vocab_size", c->vocab_size) &&
-         add_num(cfg, "layer_norm_epsilon", float_as_written(c->layer_norm_epsilon)) &&
+         add_num(cfg, "layer_norm_epsilon",
+                 float_as_written(c->layer_norm_epsilon)) &&
          cJSON_AddStringToObject(j, "dtype",
                                  gpt2_dtype_name(gpt2_model_file_dtype(m))) &&
          cJSON_AddBoolToObject(j, "mapped", gpt2_model_is_mapped(m)) &&

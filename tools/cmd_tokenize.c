@@ -184,8 +184,10 @@ static int write_ids(const char *cmd, const gpt2_tokenizer *tok,
     for (size_t k = 0; rc == CLI_OK && k < n; k++) {
         size_t plen = 0;
         const char *p = gpt2_tokenizer_piece(tok, ids[k], &plen);
-        if (!p) rc = cli_error(cmd, CLI_FAIL, "token id %d has no text", ids[k]);
-        else fwrite(p, 1, plen, stdout);
+        if (!p)
+            rc = cli_error(cmd, CLI_FAIL, "token id %d has no text", ids[k]);
+        else
+            fwrite(p, 1, plen, stdout);
     }
     free(ids);
     return rc;

@@ -95,7 +95,8 @@ int main(int argc, char **argv) {
         return CLI_USAGE;
     }
     const char *name = argv[optind];
-    if (strcmp(name, "help") == 0) return run_help(argc - optind, argv + optind);
+    if (strcmp(name, "help") == 0)
+        return run_help(argc - optind, argv + optind);
     const command *cmd = find_command(name);
     if (!cmd) {
         fprintf(stderr, "gpt2: unknown command '%s'; 'gpt2 --help' lists "

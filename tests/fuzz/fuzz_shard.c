@@ -27,6 +27,13 @@ static void check(int ok) {
 static char dir[64];
 static gpt2_tokenizer *tok;
 
+static void cleanup(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) perror(cmd);
+    gpt2_tokenizer_free(tok);
+}
+
 static void setup(void) {
     if (dir[0]) return;
     snprintf(dir, sizeof dir, "/tmp/fuzz_shard_%d", (int)getpid());
@@ -34,6 +41,7 @@ static void setup(void) {
     snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
     check(system(cmd) == 0);
     check(gpt2_tokenizer_load("assets/tokenizer", &tok) == GPT2_OK);
+    atexit(cleanup);
 }
 
 static void write_file(const char *path, const uint8_t *data, size_t n) {
