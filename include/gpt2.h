@@ -408,12 +408,14 @@ typedef struct {
     const char *out_dir;     /* created (with parents) if missing */
     size_t shard_tokens;     /* tokens per shard, 1 .. 2^31-1
                                 (default 100,000,000) */
-    size_t chunk_bytes;      /* text read and encoded at a time (default
-                                1 MiB; tests use tiny ones). A chunk ends
-                                where the pre-tokenizer cannot join text
-                                across, so the ids equal those of encoding
-                                the whole document at once; a long stretch
-                                with no such place grows the chunk. */
+    size_t chunk_bytes;      /* text encoded at a time per thread
+                                (default 1 MiB; tests use tiny ones); the
+                                threads (gpt2_set_threads) encode chunks
+                                in parallel. A chunk ends where the
+                                pre-tokenizer cannot join text across, so
+                                the ids equal those of encoding the whole
+                                document at once; a long stretch with no
+                                such place grows the chunk. */
     gpt2_prepare_progress_fn progress; /* may be NULL */
     void *user;              /* passed to progress */
 } gpt2_prepare_options;

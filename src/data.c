@@ -27,12 +27,14 @@
        (letter, digit, other) and text[c-1] is not an apostrophe (which
        would start a contraction, "'s", across the cut): ` ?\p{L}+`,
        ` ?\p{N}+` and ` ?[^\s\p{L}\p{N}]+` each stop at a change of kind.
-   Cutting inside a run of spaces is NOT safe: "a   b" is "a", "  ", " b",
-   but "a  " + " b" would give "a", "  ", " b" only by luck and "a " + "  b"
-   gives "a", " ", " ", " b". So a chunk ends at the last safe cut; where a
-   chunk has none (a long run of spaces) it grows until one comes. Only
-   ASCII bytes are looked at, so a cut never splits a UTF-8 character and
-   Unicode spaces (U+00A0, ...) are simply never cut at. tests/test_data.c
+   Anywhere else inside a run of spaces is NOT safe: "a    b" is "a",
+   "   ", " b", but "a " + "   b" gives "a", " ", "  ", " b"; nor is after
+   a newline that ends a run: "a \n" alone is "a", " \n", but "a \nb" is
+   "a", " ", "\n", "b". So a chunk ends at the last safe cut; where a chunk
+   has none (a long run of spaces) it grows until one comes. Only ASCII
+   bytes are looked at, so a cut never splits a UTF-8 character and
+   Unicode spaces (U+00A0, ...) are simply never cut at. Chunks are encoded
+   in parallel, one per thread, and written in order. tests/test_data.c
    checks chunked == whole on adversarial text with every chunk size. */
 #include "internal.h"
 
@@ -101,6 +103,7 @@ typedef struct {
     char *path;      /* NULL for stdin */
     uint64_t size;   /* bytes, when known */
     bool regular;    /* a regular file: size known, seekable */
+    uint64_t dev, ino; /* which file, however its path is spelt */
 } doc;
 
 typedef struct {
@@ -114,8 +117,8 @@ static void docs_free(doc_list *l) {
     memset(l, 0, sizeof *l);
 }
 
-static gpt2_status docs_add(doc_list *l, const char *path, uint64_t size,
-                            bool regular) {
+static gpt2_status docs_add(doc_list *l, const char *path,
+                            const struct stat *sb) {
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 16;
         doc *v = realloc(l->v, cap * sizeof *v);
@@ -125,7 +128,9 @@ static gpt2_status docs_add(doc_list *l, const char *path, uint64_t size,
     }
     char *copy = path ? strdup(path) : NULL;
     if (path && !copy) return gpt2__fail(GPT2_ERR_NOMEM, "prepare: out of memory listing inputs");
-    l->v[l->n++] = (doc){copy, size, regular};
+    bool regular = sb && S_ISREG(sb->st_mode);
+    l->v[l->n++] = (doc){copy, regular ? (uint64_t)sb->st_size : 0, regular,
+                         sb ? (uint64_t)sb->st_dev : 0, sb ? (uint64_t)sb->st_ino : 0};
     return GPT2_OK;
 }
 
@@ -153,7 +158,7 @@ static gpt2_status docs_walk(doc_list *l, const char *dir, int depth) {
         else if (S_ISDIR(sb.st_mode))
             st = docs_walk(l, path, depth + 1);
         else if (S_ISREG(sb.st_mode))
-            st = docs_add(l, path, (uint64_t)sb.st_size, true);
+            st = docs_add(l, path, &sb);
         /* fifos, sockets, devices inside a folder are not documents */
     }
     closedir(d);
@@ -167,13 +172,12 @@ static gpt2_status docs_expand(doc_list *l, const char *in, bool *stdin_used) {
         if (*stdin_used)
             return gpt2__fail(GPT2_ERR_ARG, "prepare: \"-\" (stdin) is given twice");
         *stdin_used = true;
-        return docs_add(l, NULL, 0, false);
+        return docs_add(l, NULL, NULL);
     }
     struct stat sb;
     if (stat(in, &sb) != 0) return gpt2__fail(GPT2_ERR_IO, "prepare: %s: %s", in, strerror(errno));
     if (!S_ISDIR(sb.st_mode)) /* a file, or a pipe such as <(cmd) */
-        return docs_add(l, in, S_ISREG(sb.st_mode) ? (uint64_t)sb.st_size : 0,
-                        S_ISREG(sb.st_mode));
+        return docs_add(l, in, &sb);
     size_t first = l->n;
     gpt2_status st = docs_walk(l, in, 0);
     if (st) return st;
@@ -190,6 +194,33 @@ static gpt2_status docs_collect(doc_list *l, const char *const *in, int n,
         if (st) return st;
     }
     return GPT2_OK;
+}
+
+static int doc_id_cmp(const void *a, const void *b) {
+    const doc *x = *(const doc *const *)a, *y = *(const doc *const *)b;
+    if (x->dev != y->dev) return x->dev < y->dev ? -1 : 1;
+    return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+/* A file in both splits would put validation text into training. */
+static gpt2_status docs_disjoint(const doc_list *train, const doc_list *val) {
+    size_t n = train->n + val->n;
+    const doc **all = gpt2__malloc(n, sizeof *all, "prepare: inputs");
+    if (!all) return GPT2_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        all[i] = i < train->n ? &train->v[i] : &val->v[i - train->n];
+    qsort(all, n, sizeof *all, doc_id_cmp);
+    gpt2_status st = GPT2_OK;
+    for (size_t i = 1; !st && i < n; i++) {
+        const doc *a = all[i - 1], *b = all[i];
+        bool a_val = a >= val->v && a < val->v + val->n;
+        bool b_val = b >= val->v && b < val->v + val->n;
+        if (a->path && b->path && doc_id_cmp(&a, &b) == 0 && a_val != b_val)
+            st = gpt2__fail(GPT2_ERR_ARG, "prepare: %s is both a training and a "
+                            "validation input", b_val ? b->path : a->path);
+    }
+    free(all);
+    return st;
 }
 
 /* ---------------------------------------------------------- shard writer */
@@ -356,10 +387,18 @@ static bool safe_cut(const uint8_t *s, size_t n, size_t c) {
 
 /* The last safe cut in s[0..n), or 0 if there is none. */
 static size_t last_safe_cut(const uint8_t *s, size_t n) {
-    for (size_t c = n - 1; c > 0; c--)
+    for (size_t c = n; c-- > 1;)
         if (safe_cut(s, n, c)) return c;
     return 0;
 }
+
+/* A stretch of the buffer encoded by one thread: [begin, end) of the
+   text, its ids at ids + begin (a piece never has more ids than bytes). */
+typedef struct {
+    size_t begin, end, n_ids;
+    gpt2_status st;
+    char msg[256];      /* the worker thread's error message */
+} piece;
 
 /* The state of one gpt2_prepare call. */
 typedef struct {
@@ -369,6 +408,8 @@ typedef struct {
     char *buf;          /* text read but not yet encoded */
     size_t cap, len;
     int *ids;           /* cap ids: enough for cap bytes */
+    piece *pieces;      /* n_threads */
+    int n_threads;
     shard_writer w[2];  /* train, val */
 } prep;
 
@@ -413,12 +454,50 @@ static gpt2_status fill(prep *p, int fd, const char *name, uint64_t *left,
     return GPT2_OK;
 }
 
-/* Encodes the first n bytes of the buffer to the split, keeps the rest. */
+/* The safe cut nearest below start + chunk (else the first above it)
+   within (start, end); end if there is none. */
+static size_t next_piece_end(const prep *p, size_t start, size_t end) {
+    const uint8_t *s = (const uint8_t *)p->buf;
+    size_t target = start + p->o->chunk_bytes;
+    if (target >= end) return end;
+    for (size_t c = target; c > start; c--)
+        if (safe_cut(s, p->len, c)) return c;
+    for (size_t c = target + 1; c < end; c++)
+        if (safe_cut(s, p->len, c)) return c;
+    return end;
+}
+
+/* Cuts [0, end) into at most n_threads pieces of about chunk_bytes. */
+static int plan_pieces(prep *p, size_t end) {
+    int k = 0;
+    for (size_t start = 0; start < end; k++) {
+        size_t stop = k + 1 == p->n_threads ? end : next_piece_end(p, start, end);
+        p->pieces[k] = (piece){.begin = start, .end = stop};
+        start = stop;
+    }
+    return k;
+}
+
+static void encode_piece(const prep *p, piece *c) {
+    c->st = gpt2_tokenizer_encode(p->t, p->buf + c->begin, c->end - c->begin, 0,
+                                  p->ids + c->begin, c->end - c->begin, &c->n_ids);
+    if (c->st) snprintf(c->msg, sizeof c->msg, "%s", gpt2_last_error());
+}
+
+/* Encodes the first n bytes of the buffer (pieces in parallel), writes
+   the ids in order to the split, keeps the rest of the text. */
 static gpt2_status encode_front(prep *p, size_t n, shard_writer *w) {
-    size_t n_ids = 0;
-    gpt2_status st = gpt2_tokenizer_encode(p->t, p->buf, n, 0, p->ids, p->cap, &n_ids);
-    if (!st) st = writer_put(w, p->ids, n_ids);
-    if (st) return st;
+    int k = plan_pieces(p, n);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(p->n_threads) if (k > 1)
+#endif
+    for (int i = 0; i < k; i++) encode_piece(p, &p->pieces[i]);
+    for (int i = 0; i < k; i++) {
+        const piece *c = &p->pieces[i];
+        if (c->st) return gpt2__fail(c->st, "prepare: %s", c->msg);
+        gpt2_status st = writer_put(w, p->ids + c->begin, c->n_ids);
+        if (st) return st;
+    }
     memmove(p->buf, p->buf + n, p->len - n);
     p->len -= n;
     return GPT2_OK;
@@ -578,6 +657,23 @@ static gpt2_status prepare_run(prep *p, const doc_list *train,
     return st;
 }
 
+/* A chunk per thread: threads encode pieces of the buffer at once. */
+static gpt2_status prep_buffers(prep *p) {
+#ifdef _OPENMP
+    p->n_threads = gpt2__threads();
+#else
+    p->n_threads = 1;
+#endif
+    if (!gpt2__mul_ok(p->o->chunk_bytes, (size_t)p->n_threads, &p->cap) ||
+        p->cap > SIZE_MAX / 8)
+        return gpt2__fail(GPT2_ERR_ARG, "prepare: chunk_bytes %zu is too large",
+                          p->o->chunk_bytes);
+    p->buf = gpt2__malloc(p->cap, 1, "prepare: text buffer");
+    p->ids = gpt2__malloc(p->cap, sizeof *p->ids, "prepare: ids");
+    p->pieces = gpt2__calloc((size_t)p->n_threads, sizeof *p->pieces, "prepare: pieces");
+    return p->buf && p->ids && p->pieces ? GPT2_OK : GPT2_ERR_NOMEM;
+}
+
 static gpt2_status prepare_finish(prep *p) {
     for (int s = 0; s < 2; s++)
         if (p->w[s].fd >= 0) {
@@ -605,15 +701,11 @@ gpt2_status gpt2_prepare(const gpt2_tokenizer *t, const gpt2_prepare_options *o,
     st = docs_collect(&train, o->inputs, o->n_inputs, &stdin_used);
     if (!st && o->n_val_inputs > 0)
         st = docs_collect(&val, o->val_inputs, o->n_val_inputs, &stdin_used);
+    if (!st && val.n > 0) st = docs_disjoint(&train, &val);
     if (!st) st = make_dirs(o->out_dir);
     if (!st) st = writer_init(&p.w[0], o->out_dir, "train", o->shard_tokens);
     if (!st) st = writer_init(&p.w[1], o->out_dir, "val", o->shard_tokens);
-    if (!st) {
-        p.cap = o->chunk_bytes;
-        p.buf = gpt2__malloc(p.cap, 1, "prepare: text buffer");
-        p.ids = gpt2__malloc(p.cap, sizeof *p.ids, "prepare: ids");
-        if (!p.buf || !p.ids) st = GPT2_ERR_NOMEM;
-    }
+    if (!st) st = prep_buffers(&p);
     if (!st) st = prepare_run(&p, &train, &val);
     if (!st) st = prepare_finish(&p);
     if (stats) *stats = p.stats;
@@ -621,6 +713,7 @@ gpt2_status gpt2_prepare(const gpt2_tokenizer *t, const gpt2_prepare_options *o,
     writer_free(&p.w[1]);
     free(p.buf);
     free(p.ids);
+    free(p.pieces);
     docs_free(&train);
     docs_free(&val);
     return st;

@@ -12,8 +12,9 @@
 # of its log (all logs stay in $BUILD/logs). The last line is exactly
 # "N passed, N failed"; the exit status is non-zero if anything failed.
 #
-# Environment: BUILD, FUZZ_SECONDS, SKIP="asan ubsan fuzz" (sections to leave
-# out while developing; CI sets none), ITEM_TIMEOUT (seconds, default 900).
+# Environment: BUILD, FUZZ_SECONDS, ITEM_TIMEOUT (seconds, default 900), and
+# SKIP: sections to leave out while developing, any of "unit scripts asan
+# ubsan fuzz examples" (CI sets none).
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -27,7 +28,7 @@ skip=" ${SKIP:-} "
 ncpu=$(nproc)
 logs="$build/logs"
 mkdir -p "$logs"
-results="$logs/results.txt"
+results="$(cd "$logs" && pwd)/results.txt"  # absolute: sub-runners cd
 : > "$results"
 t_start=$(date +%s)
 
@@ -60,7 +61,7 @@ multi() {
     local prefix=$1 log=$2 t0=$SECONDS before rc
     shift 2
     before=$(grep -c '^FAIL' "$results")
-    timeout -k 10 "$item_timeout" env RESULTS_FILE="$PWD/$results" \
+    timeout -k 10 "$item_timeout" env RESULTS_FILE="$results" \
         UNIT_PREFIX="$prefix/" "$@" > "$log" 2>&1
     rc=$?
     # its PASS/FAIL lines, each failure followed by the tail of its log
@@ -100,11 +101,13 @@ examples() {
     for ex in "${bins[@]}"; do
         [ -x "$ex" ] || continue
         name=$(basename "$ex")
-        item "example/$name" "$logs/example-$name.log" run_example "$ex" "$dir"
+        item "example/$name" "$logs/example-$name.log" \
+            env BUILD="$build" bash -c "$(declare -f run_example); run_example \"\$@\"" \
+            run_example "$ex" "$dir"
     done
 }
-run_example() {  # run_example BIN TMPDIR
-    local bin=$1 dir=$2
+run_example() {  # run_example BIN TMPDIR (runs in its own bash, under timeout)
+    local bin=$1 dir=$2 build=$BUILD
     if [ ! -d "$dir/model" ]; then
         "$build/gpt2" init --n-layer 2 --n-head 2 --n-embd 64 --n-ctx 128 \
             --seed 1 -o "$dir/model" || return 1
@@ -117,11 +120,15 @@ run_example() {  # run_example BIN TMPDIR
     [ ${#out} -gt ${#prompt} ] || { echo "run_all: $bin generated nothing" >&2; return 1; }
 }
 
-echo "== unit suites ($build)"
-multi unit "$logs/unit.log" bash tests/run_unit.sh "$build"
+if ! skipped unit; then
+    echo "== unit suites ($build)"
+    multi unit "$logs/unit.log" bash tests/run_unit.sh "$build"
+fi
 
-echo "== script tests (BUILD=$build)"
-script_tests "$build" script
+if ! skipped scripts; then
+    echo "== script tests (BUILD=$build)"
+    script_tests "$build" script
+fi
 
 if ! skipped asan; then
     echo "== AddressSanitizer (build-asan)"

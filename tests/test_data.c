@@ -318,16 +318,20 @@ static int chunked_matches(const char *text, size_t len, size_t chunk) {
     return ok;
 }
 
+/* With 1, 2 and 3 threads: each encodes a piece of about chunk bytes. */
 static void test_chunked_adversarial(void) {
     char buf[700];
+    int threads = gpt2_get_threads();
     for (int text = 0; text < 6; text++) {
         size_t len = adversarial_text(buf, sizeof buf);
         int ok = 1;
+        gpt2_set_threads(1 + text % 3);
         for (size_t chunk = 1; chunk <= 24; chunk++) ok &= chunked_matches(buf, len, chunk);
         ok &= chunked_matches(buf, len, 61);
         ok &= chunked_matches(buf, len, 256);
         CHECK(ok);
     }
+    gpt2_set_threads(threads);
 }
 
 /* ~1.6 MB without a newline: words between runs of spaces and tabs, some
@@ -531,6 +535,12 @@ static void test_prepare_refusals(void) {
     CHECK_FAILS(run_prepare(in, 1, NULL, 0, -0.1, 100, 64, NULL), GPT2_ERR_ARG,
                 "val_fraction -0.1");
     CHECK_FAILS(run_prepare(in, 1, in, 1, 0.1, 100, 64, NULL), GPT2_ERR_ARG, "not both");
+    /* the same file in both splits, spelt two ways */
+    char again[300];
+    snprintf(again, sizeof again, "%s/./r.txt", root);
+    const char *val_again[] = {again};
+    CHECK_FAILS(run_prepare(in, 1, val_again, 1, 0, 100, 64, NULL), GPT2_ERR_ARG,
+                "is both a training and a validation input");
     CHECK_FAILS(run_prepare(in, 1, NULL, 0, 0, 0, 64, NULL), GPT2_ERR_ARG, "shard_tokens 0");
     CHECK_FAILS(run_prepare(in, 1, NULL, 0, 0, (size_t)1 << 31, 64, NULL), GPT2_ERR_ARG,
                 "shard_tokens");

@@ -51,6 +51,13 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
 
 /* ------------------------------------------------------------- options */
 
+void cli_common_help(FILE *f, int col) {
+    int w = col - 3;
+    fprintf(f, "  %-*s threads for the forward pass (default: all cores)\n",
+            w, "--threads N");
+    fprintf(f, "  %-*s show this help\n", w, "-h, --help");
+}
+
 void cli_getopt_reset(void) {
     optind = 0; /* glibc: 0 re-initialises getopt completely */
     opterr = 0; /* we print our own messages, in our format */

@@ -50,11 +50,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     {"help", no_argument, NULL, 'h'},                                       \
     {"threads", required_argument, NULL, CLI_OPT_THREADS}
 #define CLI_SHORTOPTS_PREFIX ":h"
-#define CLI_THREADS_HELP                                                    \
-    "  --threads N          threads for the forward pass (default: all\n"    \
-    "                       cores)\n"                                        \
-    "  -h, --help           show this help\n"
 
+/* Prints the help lines of --threads and --help, their descriptions at
+   column col like the command's own. */
+void cli_common_help(FILE *f, int col);
 /* Resets getopt for a new argv (the subcommand's). */
 void cli_getopt_reset(void);
 /* Handles what getopt_long returned when the command itself does not:

@@ -19,9 +19,9 @@ static void usage(FILE *f) {
 "  IN an llm.c checkpoint (.bin)  ->  OUT a model directory (Hugging Face\n"
 "                                     layout, with GPT-2's tokenizer)\n"
 "  IN a model directory           ->  OUT an llm.c checkpoint (float32)\n\n"
-"  --dtype D   storage of OUT when it is a model directory: f32, f16 or\n"
-"              bf16 (default f32)\n"
-CLI_THREADS_HELP);
+"  --dtype D      storage of OUT when it is a model directory: f32, f16\n"
+"                 or bf16 (default f32)\n");
+    cli_common_help(f, 17);
 }
 
 typedef struct {

@@ -29,8 +29,8 @@ static void usage(FILE *f) {
 "                    scored once, with at least n_ctx - S tokens of context\n"
 "                    after the first window (default n_ctx / 2)\n"
 "  --json            print {\"loss\", \"perplexity\", \"n_tokens\", ...}\n"
-"  --special         recognise <|endoftext|> in the text as the special token\n"
-CLI_THREADS_HELP);
+"  --special         recognise <|endoftext|> in the text as the special token\n");
+    cli_common_help(f, 20);
 }
 
 typedef struct {

@@ -54,8 +54,8 @@ static void usage(FILE *f) {
 "  --json                   print one JSON object at the end instead of\n"
 "                           streaming: text, tokens, prompt_tokens, seed, and\n"
 "                           steps with --show-probs\n"
-CLI_THREADS_HELP,
-            MAX_NEW_TOKENS);
+            , MAX_NEW_TOKENS);
+    cli_common_help(f, 27);
 }
 
 typedef struct {

@@ -22,8 +22,8 @@ static void usage(FILE *f) {
 "and the total.\n\n"
 "  -m, --model DIR   model directory or llm.c .bin (default: the installed\n"
 "                    default model)\n"
-"  --json            print one JSON object\n"
-CLI_THREADS_HELP);
+"  --json            print one JSON object\n");
+    cli_common_help(f, 20);
 }
 
 /* Parameter counts by the tutorial's groups; the block groups are summed

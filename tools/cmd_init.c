@@ -30,8 +30,8 @@ static void usage(FILE *f) {
 "  --vocab-size V     rows of wte (default 50257, GPT-2's tokenizer)\n"
 "  --seed S           random seed; same seed, same weights (default 0)\n"
 "  --dtype D          f32, f16 or bf16 (default f32)\n"
-"  -o, --output DIR   where to write the model (created if missing)\n"
-CLI_THREADS_HELP);
+"  -o, --output DIR   where to write the model (created if missing)\n");
+    cli_common_help(f, 21);
 }
 
 typedef struct {

@@ -22,8 +22,8 @@ static void tokenize_usage(FILE *f) {
 "                    shown escaped: \\n \\t \\r \\\\, other control bytes and\n"
 "                    bytes of incomplete UTF-8 characters as \\xNN\n"
 "  --special         recognise the text <|endoftext|> as the special token\n"
-"                    (default: it is ordinary text, as in GPT-2)\n"
-CLI_THREADS_HELP);
+"                    (default: it is ordinary text, as in GPT-2)\n");
+    cli_common_help(f, 20);
 }
 
 static void detokenize_usage(FILE *f) {
@@ -32,8 +32,8 @@ static void detokenize_usage(FILE *f) {
 "Reads whitespace-separated token ids from FILE (default: stdin) and writes\n"
 "the bytes they stand for to stdout, exactly (no newline is added).\n\n"
 "  -m, --model DIR   use the tokenizer of this model directory (default: the\n"
-"                    installed GPT-2 tokenizer)\n"
-CLI_THREADS_HELP);
+"                    installed GPT-2 tokenizer)\n");
+    cli_common_help(f, 20);
 }
 
 /* The tokenizer of -m DIR, or the installed one. An llm.c file carries no
