@@ -279,7 +279,9 @@ typedef struct {
     float beta1, beta2;   /* AdamW moments (0.9, 0.95) */
     float eps;            /* AdamW epsilon (1e-8) */
     float grad_clip;      /* clip the global gradient norm; 0: off (1.0) */
-    float dropout;        /* embd/attn/resid dropout for training; 0 off */
+    float dropout;        /* dropout probability in training, after the
+                             embedding, on the attention weights and on
+                             both residual branches; 0: off (default) */
     uint64_t seed;        /* dropout's random stream */
 } gpt2_train_params;
 
@@ -322,6 +324,8 @@ float *gpt2_trainer_grads(gpt2_trainer *tr);
 float *gpt2_trainer_adam_m(gpt2_trainer *tr);
 float *gpt2_trainer_adam_v(gpt2_trainer *tr);
 int gpt2_trainer_steps_done(const gpt2_trainer *tr);
+/* Sets the update count (when resuming). Dropout masks are a function of
+   (seed, update count, micro-batch index), so they restart here too. */
 void gpt2_trainer_set_steps_done(gpt2_trainer *tr, int steps);
 
 /* Checkpoints. A checkpoint directory is a model directory (loads in

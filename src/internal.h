@@ -220,10 +220,22 @@ typedef struct {
    a->residual3). Without a cache, attention runs within the T rows. With
    kcache/vcache (this layer's (n_ctx, C) K and V; B must be 1) the T new
    rows are positions past..past+T-1: their K and V are stored in the
-   cache and attention reads positions 0..past+T-1 from it. */
+   cache and attention reads positions 0..past+T-1 from it. drop (NULL
+   in inference) applies dropout to the attention weights and to both
+   residual branches; it needs a->att and no cache. */
+/* Training's dropout in one block: probability p, and the seed of this
+   block's masks in this micro-batch (each site derives its own). */
+typedef struct {
+    float p;
+    uint64_t seed;
+} gpt2__dropout;
+#define GPT2__DROP_ATTN(seed) ((seed) ^ 0x1111111111111111ull)
+#define GPT2__DROP_ATTPROJ(seed) ((seed) ^ 0x2222222222222222ull)
+#define GPT2__DROP_FCPROJ(seed) ((seed) ^ 0x3333333333333333ull)
+
 void gpt2__block_forward(const gpt2_model *m, int l, const gpt2__block_acts *a,
                          const float *x, int B, int T, int past, float *kcache,
-                         float *vcache);
+                         float *vcache, const gpt2__dropout *drop);
 
 /* ln_f over the rows x (N,C) into out (N,C), then the tied LM head into
    logits (N,V). mean/rstd (N) may be NULL. */

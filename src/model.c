@@ -309,7 +309,7 @@ void gpt2__block_acts_bind(gpt2__block_acts *a, float *base,
 
 void gpt2__block_forward(const gpt2_model *m, int l, const gpt2__block_acts *a,
                          const float *x, int B, int T, int past, float *kcache,
-                         float *vcache) {
+                         float *vcache, const gpt2__dropout *drop) {
     const gpt2__layer *w = &m->layer[l];
     int C = m->cfg.n_embd, NH = m->cfg.n_head, N = B * T;
     size_t NC = (size_t)N * C;
@@ -338,9 +338,16 @@ void gpt2__block_forward(const gpt2_model *m, int l, const gpt2__block_acts *a,
                           T, C, NH, 3 * (size_t)C, (size_t)T * 3 * C, 3 * (size_t)C,
                           (size_t)T * 3 * C);
     }
+    bool dropping = drop && drop->p > 0.0f;
+    if (dropping) {
+        GPT2_ASSERT(a->att && !kcache);
+        attention_dropout_forward(a->atty, a->att, a->qkv, B, T, C, NH, drop->p,
+                                  GPT2__DROP_ATTN(drop->seed));
+    }
 
     /* 3. c_proj projects the merged heads back; the residual adds it */
     matmul_forward(a->attproj, a->atty, w->attproj_w, w->attproj_b, N, C, C);
+    if (dropping) dropout_forward(a->attproj, a->attproj, NC, drop->p, GPT2__DROP_ATTPROJ(drop->seed));
     residual_forward(a->residual2, x, a->attproj, NC);
 
     /* 4. ln_2 and the MLP: 4C wide with GELU, then back to C; residual */
@@ -349,6 +356,7 @@ void gpt2__block_forward(const gpt2_model *m, int l, const gpt2__block_acts *a,
     matmul_forward(a->fch, a->ln2, w->fc_w, w->fc_b, N, C, 4 * C);
     gelu_forward(a->fch_gelu, a->fch, (size_t)N * 4 * C);
     matmul_forward(a->fcproj, a->fch_gelu, w->fcproj_w, w->fcproj_b, N, 4 * C, C);
+    if (dropping) dropout_forward(a->fcproj, a->fcproj, NC, drop->p, GPT2__DROP_FCPROJ(drop->seed));
     residual_forward(a->residual3, a->residual2, a->fcproj, NC);
 }
 
@@ -434,7 +442,7 @@ gpt2_status gpt2_batch_forward(gpt2_batch *b, const int *tokens,
     encoder_forward(b->encoded, tokens, m->wte, m->wpe, B, T, C, 0);
     const float *x = b->encoded;
     for (int l = 0; l < m->cfg.n_layer; l++) {
-        gpt2__block_forward(m, l, &b->act, x, B, T, 0, NULL, NULL);
+        gpt2__block_forward(m, l, &b->act, x, B, T, 0, NULL, NULL, NULL);
         x = b->act.residual3;
     }
     gpt2__head_forward(m, b->lnf, NULL, NULL, b->logits, x, (int)rows);

@@ -207,6 +207,38 @@ void lmhead_forward(float *logits, const float *inp, const float *wte, int N,
     }
 }
 
+/* ------------------------------------------------------------- dropout */
+
+/* p as a threshold on 32 random bits: an entry is dropped when its hash
+   falls below it. 0 drops nothing. */
+static uint32_t drop_threshold(float p) {
+    if (!(p > 0.0f)) return 0;
+    double t = (double)p * 4294967296.0;
+    return t >= 4294967295.0 ? 0xffffffffu : (uint32_t)t;
+}
+
+/* 1 or 0: the mask entry i of the stream seed (splitmix64's finaliser) */
+static inline float drop_mask(uint64_t seed, uint64_t i, uint32_t thresh) {
+    if (thresh == 0) return 1.0f;
+    uint64_t z = seed + (i + 1) * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (uint32_t)(z >> 32) < thresh ? 0.0f : 1.0f;
+}
+
+void dropout_forward(float *out, const float *inp, size_t N, float p,
+                     uint64_t seed) {
+    uint32_t thresh = drop_threshold(p);
+    float scale = thresh ? 1.0f / (1.0f - p) : 1.0f;
+#pragma omp parallel for if (N > 65536)
+    for (size_t i = 0; i < N; i++) out[i] = inp[i] * drop_mask(seed, i, thresh) * scale;
+}
+
+void dropout_backward(float *d, size_t N, float p, uint64_t seed) {
+    dropout_forward(d, d, N, p, seed); /* the same mask and scale */
+}
+
 /* ----------------------------------------------------------- attention */
 
 /* One query row against keys 0..nk-1 of one head, storing the weights. */
@@ -329,6 +361,29 @@ void crossentropy_forward(float *losses, const float *logits,
         for (int i = 0; i < V; i++) sum += exp((double)(x[i] - maxv));
         losses[n] = (float)(maxv + log(sum) - x[targets[n]]);
     }
+}
+
+void attention_dropout_forward(float *out, const float *att,
+                               const float *qkv, int B, int T, int C, int NH,
+                               float p, uint64_t seed) {
+    int HS = C / NH;
+    size_t C3 = 3 * (size_t)C;
+    uint32_t thresh = drop_threshold(p);
+    float scale = thresh ? 1.0f / (1.0f - p) : 1.0f;
+#pragma omp parallel for collapse(3)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < NH; h++) {
+                size_t row = (((size_t)b * NH + h) * T + t) * T;
+                float *o = out + ((size_t)b * T + t) * C + h * HS;
+                for (int i = 0; i < HS; i++) o[i] = 0.0f;
+                for (int s = 0; s <= t; s++) {
+                    float w = att[row + s] * drop_mask(seed, row + s, thresh) * scale;
+                    if (w == 0.0f) continue;
+                    const float *v = qkv + ((size_t)b * T + s) * C3 + 2 * C + h * HS;
+                    for (int i = 0; i < HS; i++) o[i] += w * v[i];
+                }
+            }
 }
 
 /* ============================================================ backward */
@@ -454,10 +509,13 @@ void lmhead_backward(float *dinp, float *dwte, const float *dlogits,
 }
 
 void attention_backward(float *dqkv, const float *dout, const float *qkv,
-                        const float *att, int B, int T, int C, int NH) {
+                        const float *att, int B, int T, int C, int NH,
+                        float p_drop, uint64_t seed) {
     int HS = C / NH;
     size_t C3 = 3 * (size_t)C;
     float scale = 1.0f / sqrtf((float)HS);
+    float keep_scale = p_drop > 0 ? 1.0f / (1.0f - p_drop) : 1.0f;
+    uint32_t thresh = drop_threshold(p_drop);
     /* each (b, h) touches only its own slices of dqkv */
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
@@ -465,24 +523,30 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv,
             const float *base = qkv + (size_t)b * T * C3;
             float *dbase = dqkv + (size_t)b * T * C3;
             for (int t = 0; t < T; t++) {
-                const float *a = att + (((size_t)b * NH + h) * T + t) * T;
+                size_t row = (((size_t)b * NH + h) * T + t) * T;
+                const float *a = att + row;
                 const float *dy = dout + ((size_t)b * T + t) * C + h * HS;
                 const float *q = base + t * C3 + h * HS;
                 float *dq = dbase + t * C3 + h * HS;
-                /* datt[s] = dy . v_s; the softmax backward needs its
-                   att-weighted mean first, so it is computed twice */
+                /* datt[s] = dy . v_s (through the dropout mask, if any);
+                   the softmax backward needs its att-weighted mean first,
+                   so it is computed twice */
                 float mean = 0.0f;
-                for (int s = 0; s <= t; s++)
-                    mean += a[s] * dot(dy, base + s * C3 + 2 * C + h * HS, HS);
+                for (int s = 0; s <= t; s++) {
+                    float m = drop_mask(seed, row + s, thresh) * keep_scale;
+                    if (m != 0.0f) mean += a[s] * m * dot(dy, base + s * C3 + 2 * C + h * HS, HS);
+                }
                 for (int s = 0; s <= t; s++) {
                     const float *k = base + s * C3 + C + h * HS;
                     const float *v = base + s * C3 + 2 * C + h * HS;
                     float *dk = dbase + s * C3 + C + h * HS;
                     float *dv = dbase + s * C3 + 2 * C + h * HS;
-                    float datt = dot(dy, v, HS);
+                    float m = drop_mask(seed, row + s, thresh) * keep_scale;
+                    float datt = m != 0.0f ? m * dot(dy, v, HS) : 0.0f;
                     float dpre = a[s] * (datt - mean) * scale;
+                    float ad = a[s] * m; /* the weight the forward used */
                     for (int i = 0; i < HS; i++) {
-                        dv[i] += a[s] * dy[i];
+                        dv[i] += ad * dy[i];
                         dq[i] += dpre * k[i];
                         dk[i] += dpre * q[i];
                     }

@@ -11,6 +11,7 @@
 #define GPT2_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* The "encoder" step of the tutorial: token embedding + position
    embedding. out (B,T,C) = wte[tokens[b,t]] + wpe[pos0 + t].
@@ -67,6 +68,23 @@ void attention_forward(float *out, float *att, const float *q,
    PyTorch: F.gelu(inp, approximate="tanh"). */
 void gelu_forward(float *out, const float *inp, size_t N);
 
+/* Dropout, for training: out = inp * mask / (1 - p), each mask entry 0
+   with probability p. The mask is a hash of (seed, index), so the
+   backward pass regenerates it instead of storing it, and a run resumed
+   from a checkpoint draws the same masks. out may alias inp.
+   PyTorch: F.dropout(inp, p) (with another random stream). */
+void dropout_forward(float *out, const float *inp, size_t N, float p,
+                     uint64_t seed);
+/* The backward of dropout_forward, in place: d (N) *= mask / (1 - p). */
+void dropout_backward(float *d, size_t N, float p, uint64_t seed);
+
+/* Attention dropout: recomputes out (B,T,C) = dropout(att) @ v from the
+   softmax weights att (B,NH,T,T) that attention_forward stored (past =
+   0, packed qkv rows (B,T,3C)); att itself is left as it was. */
+void attention_dropout_forward(float *out, const float *att,
+                               const float *qkv, int B, int T, int C, int NH,
+                               float p, uint64_t seed);
+
 /* out (N) = a + b: the residual connection. out may alias a. */
 void residual_forward(float *out, const float *a, const float *b, size_t N);
 
@@ -105,9 +123,11 @@ void lmhead_backward(float *dinp, float *dwte, const float *dlogits,
                      const float *inp, const float *wte, int N, int C, int V);
 
 /* dqkv (B,T,3C) from dout (B,T,C), with qkv and the stored softmax att
-   (B,NH,T,T) of attention_forward (past = 0, packed qkv rows). */
+   (B,NH,T,T) of attention_forward (past = 0, packed qkv rows). With
+   p_drop > 0 the forward used attention_dropout_forward(p_drop, seed). */
 void attention_backward(float *dqkv, const float *dout, const float *qkv,
-                        const float *att, int B, int T, int C, int NH);
+                        const float *att, int B, int T, int C, int NH,
+                        float p_drop, uint64_t seed);
 
 /* dinp (N) += gelu'(inp) * dout */
 void gelu_backward(float *dinp, const float *inp, const float *dout,

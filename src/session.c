@@ -111,7 +111,7 @@ static void forward_pending(gpt2_session *s) {
         const float *x = s->x;
         for (int l = 0; l < L; l++) {
             gpt2__block_forward(m, l, &a, x, 1, T, past, s->kcache + l * layer_kv,
-                                s->vcache + l * layer_kv);
+                                s->vcache + l * layer_kv, NULL);
             x = a.residual3;
         }
         s->n_cached = past + T;

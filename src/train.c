@@ -18,6 +18,8 @@ struct gpt2_trainer {
     float *params;        /* == m->owned */
     float *grads, *adam_m, *adam_v;
     int steps;            /* updates done */
+    int micro;            /* micro-batches since the last update */
+    uint64_t drop_seed;   /* this micro-batch's dropout stream, or 0 */
     /* activations: one gpt2__block_acts per layer, all kept */
     float *act_mem;
     float *encoded;       /* (B,T,C) */
@@ -101,8 +103,6 @@ gpt2_status gpt2_trainer_new(gpt2_model *m, const gpt2_train_params *params,
     if (p.seq_len == 0) p.seq_len = c->n_ctx;
     gpt2_status st = check_params(&p, c);
     if (st) return st;
-    if (p.dropout > 0)
-        return gpt2__fail(GPT2_ERR_ARG, "trainer: dropout is not implemented yet");
     if ((st = make_owned(m))) return st;
 
     gpt2_trainer *tr = gpt2__calloc(1, sizeof *tr, "trainer");
@@ -173,7 +173,10 @@ float *gpt2_trainer_grads(gpt2_trainer *tr) { return tr->grads; }
 float *gpt2_trainer_adam_m(gpt2_trainer *tr) { return tr->adam_m; }
 float *gpt2_trainer_adam_v(gpt2_trainer *tr) { return tr->adam_v; }
 int gpt2_trainer_steps_done(const gpt2_trainer *tr) { return tr->steps; }
-void gpt2_trainer_set_steps_done(gpt2_trainer *tr, int steps) { tr->steps = steps; }
+void gpt2_trainer_set_steps_done(gpt2_trainer *tr, int steps) {
+    tr->steps = steps;
+    tr->micro = 0;
+}
 
 /* ------------------------------------------------------------- forward */
 
@@ -192,16 +195,37 @@ static gpt2_status check_batch(const gpt2_trainer *tr, const int *tokens,
     return GPT2_OK;
 }
 
-/* Forward keeping everything; returns the mean loss and the count. */
+static uint64_t mix64(uint64_t a, uint64_t b) {
+    uint64_t z = a + 0x9e3779b97f4a7c15ull * (b + 1);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* The dropout seeds of this micro-batch: a function of (seed, update
+   count, micro-batch index) only, so a resumed run draws the same masks.
+   Layer l uses block_seed(l); the embedding uses block_seed(-1). */
+static uint64_t block_seed(const gpt2_trainer *tr, int l) {
+    return mix64(tr->drop_seed, (uint64_t)(l + 1));
+}
+
+/* Forward keeping everything; returns the mean loss and the count. With
+   dropping, dropout as in GPT-2's training: after the embedding, on the
+   attention weights, and on both residual branches. */
 static float forward(gpt2_trainer *tr, const int *tokens, const int *targets,
-                     size_t *counted) {
+                     bool dropping, size_t *counted) {
     const gpt2_model *m = tr->m;
     int B = tr->B, T = tr->T, C = m->cfg.n_embd, V = m->cfg.vocab_size;
     int N = B * T;
+    dropping = dropping && tr->p.dropout > 0.0f;
+    tr->drop_seed = dropping ? mix64(mix64(tr->p.seed, (uint64_t)tr->steps), (uint64_t)tr->micro) : 0;
     encoder_forward(tr->encoded, tokens, m->wte, m->wpe, B, T, C, 0);
+    if (dropping)
+        dropout_forward(tr->encoded, tr->encoded, (size_t)N * C, tr->p.dropout, block_seed(tr, -1));
     const float *x = tr->encoded;
     for (int l = 0; l < m->cfg.n_layer; l++) {
-        gpt2__block_forward(m, l, &tr->act[l], x, B, T, 0, NULL, NULL);
+        gpt2__dropout drop = {tr->p.dropout, block_seed(tr, l)};
+        gpt2__block_forward(m, l, &tr->act[l], x, B, T, 0, NULL, NULL, dropping ? &drop : NULL);
         x = tr->act[l].residual3;
     }
     gpt2__head_forward(m, tr->lnf, tr->lnf_mean, tr->lnf_rstd, tr->logits, x, N);
@@ -219,7 +243,7 @@ gpt2_status gpt2_trainer_eval(gpt2_trainer *tr, const int *tokens,
     gpt2_status st = check_batch(tr, tokens, targets);
     if (st) return st;
     size_t n;
-    *loss = forward(tr, tokens, targets, &n);
+    *loss = forward(tr, tokens, targets, false, &n);
     if (n == 0) *loss = NAN;
     return GPT2_OK;
 }
@@ -242,12 +266,22 @@ static void block_backward(gpt2_trainer *tr, int l, const float *x) {
     int B = tr->B, T = tr->T, C = m->cfg.n_embd, NH = m->cfg.n_head, N = B * T;
     size_t NC = (size_t)N * C;
 
-    /* residual3 = residual2 + fcproj: both get dres; the MLP first */
+    float p = tr->drop_seed ? tr->p.dropout : 0.0f;
+    uint64_t seed = block_seed(tr, l);
+
+    /* residual3 = residual2 + fcproj: both get dres; the MLP first
+       (through the dropout on its output, if any) */
+    const float *dfcproj = tr->dres;
+    if (p > 0) {
+        memcpy(d->fcproj, tr->dres, sizeof(float) * NC);
+        dropout_backward(d->fcproj, NC, p, GPT2__DROP_FCPROJ(seed));
+        dfcproj = d->fcproj;
+    }
     memset(d->fch_gelu, 0, sizeof(float) * NC * 4);
     memset(d->fch, 0, sizeof(float) * NC * 4);
     memset(d->ln2, 0, sizeof(float) * NC);
     matmul_backward(d->fch_gelu, grad_of(tr, l, GPT2__FCPROJ_W), grad_of(tr, l, GPT2__FCPROJ_B),
-                    tr->dres, a->fch_gelu, w->fcproj_w, N, 4 * C, C);
+                    dfcproj, a->fch_gelu, w->fcproj_w, N, 4 * C, C);
     gelu_backward(d->fch, a->fch, d->fch_gelu, NC * 4);
     matmul_backward(d->ln2, grad_of(tr, l, GPT2__FC_W), grad_of(tr, l, GPT2__FC_B), d->fch,
                     a->ln2, w->fc_w, N, C, 4 * C);
@@ -255,12 +289,18 @@ static void block_backward(gpt2_trainer *tr, int l, const float *x) {
                        d->ln2, a->residual2, w->ln2_w, a->ln2_mean, a->ln2_rstd, N, C);
 
     /* residual2 = x + attproj: the attention branch */
+    const float *dattproj = tr->dres;
+    if (p > 0) {
+        memcpy(d->attproj, tr->dres, sizeof(float) * NC);
+        dropout_backward(d->attproj, NC, p, GPT2__DROP_ATTPROJ(seed));
+        dattproj = d->attproj;
+    }
     memset(d->atty, 0, sizeof(float) * NC);
     memset(d->qkv, 0, sizeof(float) * NC * 3);
     memset(d->ln1, 0, sizeof(float) * NC);
     matmul_backward(d->atty, grad_of(tr, l, GPT2__ATTPROJ_W), grad_of(tr, l, GPT2__ATTPROJ_B),
-                    tr->dres, a->atty, w->attproj_w, N, C, C);
-    attention_backward(d->qkv, d->atty, a->qkv, a->att, B, T, C, NH);
+                    dattproj, a->atty, w->attproj_w, N, C, C);
+    attention_backward(d->qkv, d->atty, a->qkv, a->att, B, T, C, NH, p, GPT2__DROP_ATTN(seed));
     matmul_backward(d->ln1, grad_of(tr, l, GPT2__QKV_W), grad_of(tr, l, GPT2__QKV_B), d->qkv,
                     a->ln1, w->qkv_w, N, C, 3 * C);
     layernorm_backward(tr->dres, grad_of(tr, l, GPT2__LN1_W), grad_of(tr, l, GPT2__LN1_B),
@@ -276,7 +316,8 @@ gpt2_status gpt2_trainer_forward_backward(gpt2_trainer *tr, const int *tokens,
     int B = tr->B, T = tr->T, C = m->cfg.n_embd, V = m->cfg.vocab_size, L = m->cfg.n_layer;
     int N = B * T;
     size_t counted;
-    float mean = forward(tr, tokens, targets, &counted);
+    float mean = forward(tr, tokens, targets, true, &counted);
+    tr->micro++;
     if (loss) *loss = counted ? mean : NAN;
     if (counted == 0) return GPT2_OK; /* nothing to learn from */
 
@@ -298,6 +339,8 @@ gpt2_status gpt2_trainer_forward_backward(gpt2_trainer *tr, const int *tokens,
     for (int l = L - 1; l >= 0; l--)
         block_backward(tr, l, l == 0 ? tr->encoded : tr->act[l - 1].residual3);
 
+    if (tr->drop_seed)
+        dropout_backward(tr->dres, (size_t)N * C, tr->p.dropout, block_seed(tr, -1));
     encoder_backward(dwte, tr->grads + sp[GPT2__WPE].offset, tr->dres, tokens, B, T, C);
     return GPT2_OK;
 }
@@ -323,6 +366,7 @@ gpt2_status gpt2_trainer_update(gpt2_trainer *tr, float lr, float *grad_norm) {
     }
 
     int t = ++tr->steps;
+    tr->micro = 0;
     float bc1 = 1.0f - powf(p->beta1, (float)t), bc2 = 1.0f - powf(p->beta2, (float)t);
     for (int k = 0; k < tr->m->n_tensors; k++) {
         const gpt2__tensor_spec *s = &tr->m->specs[k];

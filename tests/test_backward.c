@@ -125,7 +125,7 @@ static void test_attention(void) {
     float *dqkv = zvec(B * T * 3 * C);
     size_t s3 = 3 * (size_t)C, bs = (size_t)T * s3;
     attention_forward(out, att, k.qkv, k.qkv + C, k.qkv + 2 * C, B, T, T, C, NH, s3, bs, s3, bs);
-    attention_backward(dqkv, R, k.qkv, att, B, T, C, NH);
+    attention_backward(dqkv, R, k.qkv, att, B, T, C, NH, 0.0f, 0);
     CHECK(fd_check(at_fwd, &k, k.qkv, dqkv, B * T * 3 * C, out, R, B * T * C) < 3e-3);
     free(k.qkv), free(out), free(R), free(att), free(dqkv);
 }

@@ -79,6 +79,50 @@ int main(void) {
     CHECK_NEAR(gpt2_train_lr(&q, 110), 0.1, 1e-6);
     CHECK_NEAR(gpt2_train_lr(&q, 500), 0.1, 1e-6);
 
+    /* dropout: the gradient of the loss under fixed masks */
+    {
+        gpt2_model *dm;
+        CHECK_OK(gpt2_model_init(&c, 9, &dm));
+        gpt2_train_params dp = p;
+        dp.dropout = 0.3f;
+        gpt2_trainer *dt;
+        CHECK_OK(gpt2_trainer_new(dm, &dp, &dt));
+        tok[3] = 4;
+        float l0, le, l1;
+        gpt2_trainer_set_steps_done(dt, 3);
+        CHECK_OK(gpt2_trainer_forward_backward(dt, tok, tgt, 1.0f, &l0));
+        CHECK_OK(gpt2_trainer_eval(dt, tok, tgt, &le));
+        gpt2_trainer_set_steps_done(dt, 3);
+        CHECK_OK(gpt2_trainer_forward_backward(dt, tok, tgt, 1.0f, &l1));
+        CHECK(l0 == l1 && l0 != le); /* same masks again; eval has none */
+        size_t np = gpt2_trainer_num_params(dt);
+        float *dw = gpt2_trainer_params(dt), *dg = malloc(sizeof(float) * np);
+        memset(gpt2_trainer_grads(dt), 0, sizeof(float) * np);
+        gpt2_trainer_set_steps_done(dt, 3);
+        CHECK_OK(gpt2_trainer_forward_backward(dt, tok, tgt, 1.0f, &l0));
+        memcpy(dg, gpt2_trainer_grads(dt), sizeof(float) * np);
+        int dbad = 0;
+        for (size_t i = 0; i < np; i += np / 97) {
+            float keep = dw[i], h = 1e-2f, lp, lm;
+            dw[i] = keep + h;
+            gpt2_trainer_set_steps_done(dt, 3);
+            CHECK_OK(gpt2_trainer_forward_backward(dt, tok, tgt, 1.0f, &lp));
+            dw[i] = keep - h;
+            gpt2_trainer_set_steps_done(dt, 3);
+            CHECK_OK(gpt2_trainer_forward_backward(dt, tok, tgt, 1.0f, &lm));
+            dw[i] = keep;
+            double num = ((double)lp - lm) / (2 * h);
+            if (fabs(num - dg[i]) > 2e-3 + 2e-2 * fabs(dg[i])) {
+                dbad++;
+                fprintf(stderr, "dropout grad [%zu]: analytic %.6g numeric %.6g\n", i, dg[i], num);
+            }
+        }
+        CHECK(dbad == 0);
+        free(dg);
+        gpt2_trainer_free(dt);
+        gpt2_model_free(dm);
+    }
+
     /* bad input */
     tok[3] = 23;
     CHECK(gpt2_trainer_forward_backward(tr, tok, tgt, 1.0f, &loss) == GPT2_ERR_ARG);
