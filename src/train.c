@@ -347,13 +347,40 @@ gpt2_status gpt2_trainer_forward_backward(gpt2_trainer *tr, const int *tokens,
 
 /* ------------------------------------------------------------- update */
 
+/* The sum of squares in fixed blocks added in a fixed order, so the norm
+   (and the clipping it decides) is the same bit for bit on every run with
+   any number of threads: a resumed run must repeat an uninterrupted one
+   exactly. */
+static double sum_squares(const float *x, size_t n) {
+    enum { BLOCK = 1 << 16 };
+    size_t nb = (n + BLOCK - 1) / BLOCK;
+    double *part = malloc(sizeof(double) * (nb ? nb : 1));
+    if (!part) { /* serial, same blocks, same order */
+        double s = 0.0;
+        for (size_t b = 0; b < nb; b++) {
+            double ps = 0.0;
+            for (size_t i = b * BLOCK; i < n && i < (b + 1) * BLOCK; i++) ps += (double)x[i] * x[i];
+            s += ps;
+        }
+        return s;
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t b = 0; b < nb; b++) {
+        double ps = 0.0;
+        size_t end = (b + 1) * BLOCK < n ? (b + 1) * BLOCK : n;
+        for (size_t i = b * BLOCK; i < end; i++) ps += (double)x[i] * x[i];
+        part[b] = ps;
+    }
+    double s = 0.0;
+    for (size_t b = 0; b < nb; b++) s += part[b];
+    free(part);
+    return s;
+}
+
 gpt2_status gpt2_trainer_update(gpt2_trainer *tr, float lr, float *grad_norm) {
     const gpt2_train_params *p = &tr->p;
     size_t np = tr->n_params;
-    double sq = 0.0;
-#pragma omp parallel for reduction(+ : sq)
-    for (size_t i = 0; i < np; i++) sq += (double)tr->grads[i] * tr->grads[i];
-    float norm = (float)sqrt(sq);
+    float norm = (float)sqrt(sum_squares(tr->grads, np));
     if (grad_norm) *grad_norm = norm;
     if (!isfinite(norm))
         return gpt2__fail(GPT2_ERR_ARG, "trainer_update: gradient norm is %g (diverged?)", norm);
