@@ -22,6 +22,47 @@
 #define GPT2_CLONES
 #endif
 
+/* ------------------------------------------------------- exp and softmax */
+
+/* e^x for x <= 0 within 2 ulp: x = n ln2 + r, e^r by Cephes' degree-6
+   polynomial, 2^n by building the exponent bits. Plain arithmetic, so
+   the loops that call it vectorise (libm's expf does not). */
+static inline float exp_nonpos(float x) {
+    x = x < -87.0f ? -87.0f : x; /* e^-87 ~ 1.6e-38: still a normal float */
+    float n = __builtin_roundf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { uint32_t u; float f; } two_n = {(uint32_t)((int32_t)n + 127) << 23};
+    return p * two_n.f;
+}
+
+/* max of a row */
+GPT2_CLONES
+static float row_max(const float *x, int n) {
+    float m = -INFINITY;
+    for (int i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+/* sum of e^(x - m) over a row: floats in blocks of 256, blocks in double */
+GPT2_CLONES
+static double row_sum_exp(const float *x, int n, float m) {
+    double total = 0.0;
+    for (int b = 0; b < n; b += 256) {
+        int e = b + 256 < n ? b + 256 : n;
+        float s = 0.0f;
+        for (int i = b; i < e; i++) s += exp_nonpos(x[i] - m);
+        total += s;
+    }
+    return total;
+}
+
 /* ------------------------------------------------------------- encoder */
 
 void encoder_forward(float *out, const int *tokens, const float *wte,
@@ -253,7 +294,7 @@ static void attend_stored(float *out, float *att, const float *q,
     }
     float sum = 0.0f;
     for (int s = 0; s < nk; s++) {
-        att[s] = expf(att[s] - maxv);
+        att[s] = exp_nonpos(att[s] - maxv);
         sum += att[s];
     }
     float inv = 1.0f / sum;
@@ -279,12 +320,12 @@ static void attend_online(float *out, const float *q, const float *k,
         float d = dot(q, k + s * kv_stride, HS) * scale;
         const float *vs = v + s * kv_stride;
         if (d > maxv) {
-            float c = expf(maxv - d); /* 0 on the first key */
+            float c = exp_nonpos(maxv - d); /* ~0 on the first key */
             sum *= c;
             for (int i = 0; i < HS; i++) out[i] *= c;
             maxv = d;
         }
-        float e = expf(d - maxv);
+        float e = exp_nonpos(d - maxv);
         sum += e;
         for (int i = 0; i < HS; i++) out[i] += e * vs[i];
     }
@@ -336,12 +377,8 @@ void residual_forward(float *out, const float *a, const float *b, size_t N) {
 }
 
 void log_softmax(float *out, const float *x, int V) {
-    float maxv = -INFINITY;
-    for (int i = 0; i < V; i++)
-        if (x[i] > maxv) maxv = x[i];
-    double sum = 0.0;
-    for (int i = 0; i < V; i++) sum += exp((double)(x[i] - maxv));
-    float lse = maxv + (float)log(sum);
+    float maxv = row_max(x, V);
+    float lse = maxv + (float)log(row_sum_exp(x, V, maxv));
     for (int i = 0; i < V; i++) out[i] = x[i] - lse;
 }
 
@@ -354,12 +391,8 @@ void crossentropy_forward(float *losses, const float *logits,
             continue;
         }
         const float *x = logits + (size_t)n * V;
-        float maxv = -INFINITY;
-        for (int i = 0; i < V; i++)
-            if (x[i] > maxv) maxv = x[i];
-        double sum = 0.0;
-        for (int i = 0; i < V; i++) sum += exp((double)(x[i] - maxv));
-        losses[n] = (float)(maxv + log(sum) - x[targets[n]]);
+        float maxv = row_max(x, V);
+        losses[n] = (float)(maxv + log(row_sum_exp(x, V, maxv)) - x[targets[n]]);
     }
 }
 
@@ -569,6 +602,26 @@ void gelu_backward(float *dinp, const float *inp, const float *dout,
     }
 }
 
+/* softmax of a row times scale, written over out, and the log-sum-exp */
+GPT2_CLONES
+static float softmax_scaled(float *out, const float *x, int V, float scale) {
+    float maxv = row_max(x, V);
+    double total = 0.0;
+    for (int b = 0; b < V; b += 256) {
+        int e = b + 256 < V ? b + 256 : V;
+        float s = 0.0f;
+        for (int i = b; i < e; i++) {
+            float v = exp_nonpos(x[i] - maxv);
+            out[i] = v;
+            s += v;
+        }
+        total += s;
+    }
+    float k = (float)(scale / total);
+    for (int i = 0; i < V; i++) out[i] *= k;
+    return maxv + (float)log(total);
+}
+
 void crossentropy_softmax_backward(float *dlogits, const float *logits,
                                    const int *targets, float dloss, int N,
                                    int V) {
@@ -576,20 +629,31 @@ void crossentropy_softmax_backward(float *dlogits, const float *logits,
     for (int n = 0; n < N; n++) {
         const float *x = logits + (size_t)n * V;
         float *d = dlogits + (size_t)n * V;
-        if (targets[n] < 0) {
+        int tgt = targets[n];
+        if (tgt < 0) {
             for (int i = 0; i < V; i++) d[i] = 0.0f;
             continue;
         }
-        float maxv = -INFINITY;
-        for (int i = 0; i < V; i++)
-            if (x[i] > maxv) maxv = x[i];
-        double sum = 0.0;
-        for (int i = 0; i < V; i++) sum += exp((double)(x[i] - maxv));
-        float inv = (float)(1.0 / sum);
+        softmax_scaled(d, x, V, dloss);
+        d[tgt] -= dloss;
+    }
+}
+
+void crossentropy_fused(float *losses, float *dlogits, const float *logits,
+                        const int *targets, float dloss, int N, int V) {
+#pragma omp parallel for if (N > 8)
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * V;
+        float *d = dlogits + (size_t)n * V;
         int tgt = targets[n];
-        for (int i = 0; i < V; i++) {
-            float p = expf(x[i] - maxv) * inv;
-            d[i] = (p - (i == tgt ? 1.0f : 0.0f)) * dloss;
+        if (tgt < 0) {
+            for (int i = 0; i < V; i++) d[i] = 0.0f;
+            losses[n] = 0.0f;
+            continue;
         }
+        float xt = x[tgt]; /* before d, which may alias x, overwrites it */
+        float lse = softmax_scaled(d, x, V, dloss);
+        d[tgt] -= dloss;
+        losses[n] = lse - xt;
     }
 }

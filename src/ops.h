@@ -140,4 +140,10 @@ void crossentropy_softmax_backward(float *dlogits, const float *logits,
                                    const int *targets, float dloss, int N,
                                    int V);
 
+/* Both at once, for training: losses (N) as crossentropy_forward and
+   dlogits as crossentropy_softmax_backward, one exp per logit. dlogits
+   may alias logits. */
+void crossentropy_fused(float *losses, float *dlogits, const float *logits,
+                        const int *targets, float dloss, int N, int V);
+
 #endif

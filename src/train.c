@@ -209,15 +209,20 @@ static uint64_t block_seed(const gpt2_trainer *tr, int l) {
     return mix64(tr->drop_seed, (uint64_t)(l + 1));
 }
 
-/* Forward keeping everything; returns the mean loss and the count. With
-   dropping, dropout as in GPT-2's training: after the embedding, on the
-   attention weights, and on both residual branches. */
+/* Forward keeping everything; returns the mean loss and the count of
+   counted targets. With grad_scale > 0, the gradient of grad_scale *
+   mean loss with respect to the logits replaces them (one fused pass),
+   and dropout is on (as in GPT-2's training: after the embedding, on
+   the attention weights, and on both residual branches). */
 static float forward(gpt2_trainer *tr, const int *tokens, const int *targets,
-                     bool dropping, size_t *counted) {
+                     float grad_scale, size_t *counted) {
     const gpt2_model *m = tr->m;
     int B = tr->B, T = tr->T, C = m->cfg.n_embd, V = m->cfg.vocab_size;
     int N = B * T;
-    dropping = dropping && tr->p.dropout > 0.0f;
+    size_t n = 0;
+    for (int i = 0; i < N; i++) n += targets[i] >= 0;
+    *counted = n;
+    bool dropping = grad_scale > 0 && tr->p.dropout > 0.0f;
     tr->drop_seed = dropping ? mix64(mix64(tr->p.seed, (uint64_t)tr->steps), (uint64_t)tr->micro) : 0;
     encoder_forward(tr->encoded, tokens, m->wte, m->wpe, B, T, C, 0);
     if (dropping)
@@ -229,12 +234,14 @@ static float forward(gpt2_trainer *tr, const int *tokens, const int *targets,
         x = tr->act[l].residual3;
     }
     gpt2__head_forward(m, tr->lnf, tr->lnf_mean, tr->lnf_rstd, tr->logits, x, N);
-    crossentropy_forward(tr->losses, tr->logits, targets, N, V);
+    if (grad_scale > 0 && n > 0)
+        crossentropy_fused(tr->losses, tr->logits, tr->logits, targets,
+                           grad_scale / (float)n, N, V);
+    else
+        crossentropy_forward(tr->losses, tr->logits, targets, N, V);
     double sum = 0.0;
-    size_t n = 0;
     for (int i = 0; i < N; i++)
-        if (targets[i] >= 0) sum += tr->losses[i], n++;
-    *counted = n;
+        if (targets[i] >= 0) sum += tr->losses[i];
     return n ? (float)(sum / (double)n) : 0.0f;
 }
 
@@ -243,7 +250,7 @@ gpt2_status gpt2_trainer_eval(gpt2_trainer *tr, const int *tokens,
     gpt2_status st = check_batch(tr, tokens, targets);
     if (st) return st;
     size_t n;
-    *loss = forward(tr, tokens, targets, false, &n);
+    *loss = forward(tr, tokens, targets, 0.0f, &n);
     if (n == 0) *loss = NAN;
     return GPT2_OK;
 }
@@ -315,15 +322,14 @@ gpt2_status gpt2_trainer_forward_backward(gpt2_trainer *tr, const int *tokens,
     const gpt2_model *m = tr->m;
     int B = tr->B, T = tr->T, C = m->cfg.n_embd, V = m->cfg.vocab_size, L = m->cfg.n_layer;
     int N = B * T;
+    if (!(scale > 0) || !isfinite(scale))
+        return gpt2__fail(GPT2_ERR_ARG, "trainer: loss scale %g must be > 0", scale);
     size_t counted;
-    float mean = forward(tr, tokens, targets, true, &counted);
+    float mean = forward(tr, tokens, targets, scale, &counted);
     tr->micro++;
     if (loss) *loss = counted ? mean : NAN;
     if (counted == 0) return GPT2_OK; /* nothing to learn from */
-
-    /* d(scale * mean loss)/dlogits, written over the logits */
-    float *dlogits = tr->logits;
-    crossentropy_softmax_backward(dlogits, tr->logits, targets, scale / (float)counted, N, V);
+    float *dlogits = tr->logits; /* forward left d(scale * loss)/dlogits there */
 
     /* the tied head: wte gets a gradient here and in the embedding */
     const gpt2__tensor_spec *sp = m->specs;

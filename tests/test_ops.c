@@ -142,7 +142,38 @@ static void test_gelu_and_loss(void) {
     CHECK_NEAR(ls[2], -losses[0], 1e-6);
 }
 
+/* the fast exp inside the softmax kernels, over a vocabulary-sized row
+   with a wide range of logits, against double precision */
+static void test_softmax_rows(void) {
+    int V = 50257, N = 2;
+    float *x = rand_vec((size_t)N * V), *d = malloc(sizeof(float) * N * V);
+    for (int i = 0; i < N * V; i++) x[i] *= 40.0f; /* logits in [-40, 40) */
+    int tg[2] = {123, 50000};
+    float losses[2], losses2[2], *ls = malloc(sizeof(float) * V);
+    crossentropy_forward(losses, x, tg, N, V);
+    crossentropy_fused(losses2, d, x, tg, 0.5f, N, V);
+    log_softmax(ls, x, V);
+    for (int n = 0; n < N; n++) {
+        const float *r = x + (size_t)n * V;
+        double m = -1e300, sum = 0;
+        for (int i = 0; i < V; i++) m = fmax(m, r[i]);
+        for (int i = 0; i < V; i++) sum += exp(r[i] - m);
+        double lse = m + log(sum);
+        CHECK_NEAR(losses[n], lse - r[tg[n]], 1e-6);
+        CHECK_NEAR(losses2[n], lse - r[tg[n]], 1e-6);
+        if (n == 0) CHECK_NEAR(ls[tg[0]], r[tg[0]] - lse, 1e-6);
+        double worst = 0;
+        for (int i = 0; i < V; i++) {
+            double want = 0.5 * (exp(r[i] - lse) - (i == tg[n]));
+            worst = fmax(worst, fabs(d[(size_t)n * V + i] - want));
+        }
+        CHECK(worst < 1e-6);
+    }
+    free(x), free(d), free(ls);
+}
+
 int main(void) {
+    test_softmax_rows();
     test_matmul(1, 64, 192);   /* decode GEMV */
     test_matmul(1, 37, 131);   /* odd sizes, tail columns */
     test_matmul(1, 768, 2304);

@@ -419,8 +419,7 @@ bool cli_attach_data_tokenizer(gpt2_model *m, char *why, size_t cap) {
     return true;
 }
 
-/* The default model's path into buf, or an error saying how to get one. */
-static int default_model_path(const char *cmd, char *buf, size_t cap) {
+int cli_default_model(const char *cmd, char *buf, size_t cap) {
     const char *env = getenv("GPT2C_MODEL");
     if (env && *env) {
         snprintf(buf, cap, "%s", env);
@@ -450,7 +449,7 @@ int cli_load_model(const char *cmd, const char *path, bool need_tokenizer,
                    gpt2_model **out) {
     char def[PATH_MAX];
     if (!path) {
-        int rc = default_model_path(cmd, def, sizeof def);
+        int rc = cli_default_model(cmd, def, sizeof def);
         if (rc != CLI_OK) return rc;
         path = def;
     }

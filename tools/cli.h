@@ -25,6 +25,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_prepare(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 /* ---------------------------------------------------------------- errors */
 
@@ -120,6 +122,11 @@ int cli_load_data_tokenizer(const char *cmd, gpt2_tokenizer **out);
 /* Gives m the data location's tokenizer when m's vocabulary can hold it.
    Returns true when attached; otherwise why says why not. */
 bool cli_attach_data_tokenizer(gpt2_model *m, char *why, size_t cap);
+
+/* The default model's path into buf: $GPT2C_MODEL, else <models>/kjv when
+   it exists. Otherwise prints an error saying how to get a model and
+   returns CLI_FAIL. */
+int cli_default_model(const char *cmd, char *buf, size_t cap);
 
 /* Loads the model at path, or the default model when path is NULL
    ($GPT2C_MODEL, else <models>/kjv). An llm.c file has no tokenizer of its

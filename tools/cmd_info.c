@@ -199,12 +199,13 @@ int cmd_info(int argc, char **argv) {
                                     "with -m)", argv[optind]);
     gpt2_model *m = NULL;
     param_counts p;
-    rc = cli_load_model(CMD, model, false, &m);
+    char path[4096];
+    if (model) snprintf(path, sizeof path, "%s", model);
+    else rc = cli_default_model(CMD, path, sizeof path);
+    if (rc == CLI_OK) rc = cli_load_model(CMD, path, false, &m);
     if (rc == CLI_OK) rc = count_params(m, &p);
-    if (rc == CLI_OK) {
-        const char *path = model ? model : "(default model)";
+    if (rc == CLI_OK)
         rc = json ? print_json(path, m, &p) : (print_text(path, m, &p), CLI_OK);
-    }
     gpt2_model_free(m);
     return rc;
 }

@@ -39,7 +39,7 @@ typedef struct {
     size_t shard_tokens;
     const char *out, *model;
     bool quiet;
-    double t0;
+    double t0, last;  /* start, and the last progress line */
 } prepare_options;
 
 static double now(void) {
@@ -51,16 +51,21 @@ static double now(void) {
 static void progress(void *user, const gpt2_prepare_stats *s) {
     prepare_options *o = user;
     if (o->quiet) return;
-    double dt = now() - o->t0;
+    /* a terminal gets one line rewritten twice a second; a log a line
+       every ten seconds; both the final figures */
+    bool tty = isatty(2), done = !s->current;
+    double t = now(), dt = t - o->t0;
+    if (!done && t - o->last < (tty ? 0.5 : 10.0)) return;
+    o->last = t;
     double mb = s->n_bytes / 1e6;
     char pct[32] = "";
     if (s->n_bytes_total > 0)
         snprintf(pct, sizeof pct, " (%.0f%%)", 100.0 * s->n_bytes / s->n_bytes_total);
-    fprintf(stderr, "\rprepare: %.1f MB read%s, %llu documents, %llu train + %llu val tokens, %.1f MB/s   ",
-            mb, pct, (unsigned long long)s->n_documents,
+    fprintf(stderr, "%sprepare: %.1f MB read%s, %llu documents, %llu train + %llu val tokens, %.1f MB/s   ",
+            tty ? "\r\033[K" : "", mb, pct, (unsigned long long)s->n_documents,
             (unsigned long long)s->n_train_tokens, (unsigned long long)s->n_val_tokens,
             dt > 0 ? mb / dt : 0.0);
-    if (!s->current) fputc('\n', stderr);
+    if (done || !tty) fputc('\n', stderr);
 }
 
 int cmd_prepare(int argc, char **argv) {

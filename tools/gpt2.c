@@ -21,6 +21,8 @@ static const command commands[] = {
     {"convert", cmd_convert,
      "llm.c .bin -> model directory, or model directory -> llm.c .bin"},
     {"info", cmd_info, "a model's config, storage and parameter counts"},
+    {"prepare", cmd_prepare, "text files -> token shards for training"},
+    {"train", cmd_train, "train or fine-tune a model on token shards"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
