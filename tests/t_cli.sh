@@ -69,9 +69,11 @@ expect_error() {
 json_ok() { "$PY" -c 'import json,sys; json.load(sys.stdin)' < "$1"; }
 
 # json_get FILE EXPR: evaluates a Python expression over the JSON in FILE
-# (as d); prints the result, fails when it does not parse.
+# (as d); prints the result, fails when it does not parse as strict UTF-8.
 json_get() {
-    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
+    "$PY" -c 'import json,sys
+d = json.load(open(sys.argv[1], encoding="utf-8", errors="strict"))
+print(eval(sys.argv[2]))' "$1" "$2"
 }
 
 # ------------------------------------------------------------------ help
