@@ -506,6 +506,9 @@ static void parse_args(options *o, int argc, char **argv) {
         i += takes;
     }
     if (o->text_path && !o->text_name) o->text_name = o->text_path;
+    /* fail now, not after a minute of measuring */
+    if (o->text_path && access(o->text_path, R_OK))
+        die("--text %s: %s", o->text_path, strerror(errno));
 }
 
 int main(int argc, char **argv) {

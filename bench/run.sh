@@ -43,6 +43,7 @@ gemm=$([ -f /usr/include/dnnl.h ] && echo "oneDNN $(dpkg-query -W -f='${Version}
     echo
     echo "- machine: ${cpu:-unknown CPU}, $cores cores ($(uname -m)), $(awk '/MemTotal/ {printf "%.0f GB", $2/1e6}' /proc/meminfo) RAM"
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before the run: $load"
+    echo "- OpenMP: OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset (libgomp spins, then sleeps)}"
     echo "- code: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)'), $(${CC:-cc} --version | head -n 1), GEMM: $gemm"
     echo
     cat "$tmp/table.md"
@@ -64,7 +65,10 @@ gemm=$([ -f /usr/include/dnnl.h ] && echo "oneDNN $(dpkg-query -W -f='${Version}
     echo "- peak RSS: the process's maximum resident size after the decode and"
     echo "  prefill runs (getrusage), before the other measures."
     echo "- Other processes on the machine disturb the figures, the thread counts"
-    echo "  above the free cores most."
+    echo "  above the free cores most: there, OpenMP threads spinning at barriers"
+    echo "  wait for each other's time slices, and OMP_WAIT_POLICY=passive (threads"
+    echo "  sleep instead) is much faster. libgomp spins by default, which pays"
+    echo "  off when every thread has a core of its own."
 } > "$out"
 cat "$tmp/table.md"
 echo "bench/run.sh: wrote $out"

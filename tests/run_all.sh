@@ -17,7 +17,7 @@
 # ubsan fuzz examples" (CI sets none).
 set -uo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 # Called from make: start our own makes afresh, without the caller's
 # jobserver or command-line variables.
 unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
@@ -34,7 +34,6 @@ logs="$build/logs"
 mkdir -p "$logs"
 results="$(cd "$logs" && pwd)/results.txt"  # absolute: sub-runners cd
 : > "$results"
-t_start=$(date +%s)
 
 skipped() { [[ "$skip" == *" $1 "* ]] && echo "-- skipping $1 (SKIP)"; }
 show_tail() { tail -n "${2:-40}" "$1" | sed 's/^/    | /'; }
@@ -109,6 +108,7 @@ examples() {
             env BUILD="$build" bash -c "$(declare -f run_example); run_example \"\$@\"" \
             run_example "$ex" "$dir"
     done
+    rm -rf "$dir"
 }
 run_example() {  # run_example BIN TMPDIR (runs in its own bash, under timeout)
     local bin=$1 dir=$2 build=$BUILD

@@ -12,7 +12,7 @@
 set -uo pipefail
 
 build=${1:?usage: run_unit.sh BUILD_DIR}
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 timeout_s=${UNIT_TIMEOUT:-600}
 # Spinning OpenMP waits stall each other on a busy machine (see run_all.sh).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}

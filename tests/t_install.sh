@@ -9,7 +9,7 @@
 # any check failed. BUILD selects the build directory (default build).
 set -uo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 repo=$PWD
 build=${BUILD:-build}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gpt2c-install.XXXXXX")
@@ -56,7 +56,7 @@ for f in bin/gpt2 lib/libgpt2.a lib/libgpt2.so.0 lib/libgpt2.so include/gpt2.h \
 done
 check "installed header is the repository's" cmp include/gpt2.h "$prefix/include/gpt2.h"
 
-cd "$away"
+cd "$away" || exit 1
 gpt2=$prefix/bin/gpt2
 version=$(sed -n 's/^#define GPT2_VERSION "\(.*\)"/\1/p' "$repo/include/gpt2.h")
 
@@ -93,7 +93,7 @@ cc=${CC:-cc}
 
 # Shared: the plain pkg-config line; the program needs libgpt2.so.0.
 check "cc prog.c \$(pkg-config --cflags --libs gpt2c)" \
-    $cc -o prog_shared prog.c $(pkg-config --cflags --libs gpt2c)
+    $cc -o prog_shared prog.c $(pkg-config --cflags --libs gpt2c)  # split on purpose
 if [ -x prog_shared ]; then
     check "prog_shared links libgpt2.so.0" \
         bash -c "readelf -d prog_shared | grep -q 'NEEDED.*libgpt2.so.0'"
@@ -120,7 +120,7 @@ if [ -x prog_static ]; then
 fi
 
 # ---------------------------------------------------------------- uninstall
-cd "$repo"
+cd "$repo" || exit 1
 check "make uninstall PREFIX=<tmp>" \
     make --no-print-directory BUILD="$build" PREFIX="$prefix" uninstall
 left=$(find "$prefix" -type f -o -type l 2>/dev/null)

@@ -14,8 +14,8 @@
 set -uo pipefail
 
 secs=${1:-20}
-cd "$(dirname "$0")/../.."
-build=build-fuzz
+cd "$(dirname "$0")/../.." || exit 1
+build="build-fuzz"
 cc=${FUZZ_CC:-clang}
 jobs=${FUZZ_JOBS:-$(nproc)}
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
