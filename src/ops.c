@@ -22,6 +22,11 @@
 #define GPT2_CLONES
 #endif
 
+/* Work (multiply-adds or elements) below which a kernel stays on one
+   thread: waking the team costs more than it saves, and with another
+   process on the cores a spinning team can cost far more. */
+#define PARALLEL_MIN ((size_t)1 << 16)
+
 /* ------------------------------------------------------- exp and softmax */
 
 /* e^x for x <= 0 within 2 ulp: x = n ln2 + r, e^r by Cephes' degree-6
@@ -85,7 +90,7 @@ GPT2_CLONES
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                        const float *w, const float *b, int N, int C,
                        float eps) {
-#pragma omp parallel for if (N > 16)
+#pragma omp parallel for if ((size_t)N * C >= PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -151,7 +156,7 @@ static void gemv(float *y, const float *x, const float *w, const float *bias,
     /* column slices of 64 floats (a cache line multiple), spread over
        threads; static schedule so each thread streams contiguous slices */
     int nblk = (OC + 63) / 64;
-#pragma omp parallel
+#pragma omp parallel if ((size_t)C * OC >= PARALLEL_MIN)
     {
 #ifdef _OPENMP
         int nt = omp_get_num_threads(), id = omp_get_thread_num();
@@ -197,7 +202,7 @@ void matmul_forward(float *out, const float *inp, const float *w,
         matmul_rows(out, inp, w, n0, n0 + 4 < N ? n0 + 4 : N, C, OC);
 #endif
     if (bias) {
-#pragma omp parallel for if (N > 16)
+#pragma omp parallel for if ((size_t)N * OC >= PARALLEL_MIN)
         for (int n = 0; n < N; n++) {
             float *o = out + (size_t)n * OC;
             for (int j = 0; j < OC; j++) o[j] += bias[j];
@@ -245,7 +250,7 @@ void lmhead_forward(float *logits, const float *inp, const float *wte, int N,
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *l = logits + (size_t)n * V;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)V * C >= PARALLEL_MIN)
         for (int v = 0; v < V; v++) l[v] = dot(x, wte + (size_t)v * C, C);
     }
 }
@@ -342,7 +347,8 @@ void attention_forward(float *out, float *att, const float *q,
     int HS = C / NH;
     int past = Tk - T;
     float scale = 1.0f / sqrtf((float)HS);
-#pragma omp parallel for collapse(3) schedule(dynamic, 4) if (B * T * NH > 1)
+#pragma omp parallel for collapse(3) schedule(dynamic, 4) \
+    if ((size_t)B * T * NH * Tk * (C / NH) >= PARALLEL_MIN)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
             for (int h = 0; h < NH; h++) {
@@ -395,7 +401,7 @@ void log_softmax(float *out, const float *x, int V) {
 
 void crossentropy_forward(float *losses, const float *logits,
                           const int *targets, int N, int V) {
-#pragma omp parallel for if (N > 8)
+#pragma omp parallel for if ((size_t)N * V >= PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         if (targets[n] < 0) {
             losses[n] = 0.0f;
