@@ -14,14 +14,18 @@
 
 static const char *const CMD = "eval";
 
-enum { OPT_JSON = 0x100, OPT_STRIDE, OPT_SPECIAL };
+enum { OPT_JSON = 0x100, OPT_STRIDE, OPT_SPECIAL, OPT_DATA, OPT_SPLIT };
 
 static void usage(FILE *f) {
     fprintf(f,
 "usage: gpt2 eval [-m DIR] [--stride S] [--json] [--special] FILE\n"
+"       gpt2 eval [-m DIR] --data DIR [--split val|train] [--json]\n"
 "Mean next-token cross-entropy (nats/token) and perplexity of the model on\n"
 "the tokens of FILE ('-' for stdin). The first token is context only: N\n"
-"tokens give N-1 scored predictions. No token is added to the text.\n\n"
+"tokens give N-1 scored predictions. No token is added to the text.\n"
+"With --data, on token shards from `gpt2 prepare` instead, as `gpt2 train`\n"
+"reports validation loss: consecutive windows of n_ctx tokens, every\n"
+"target scored (a tail shorter than a window is left out).\n\n"
 "  -m, --model DIR   model directory or llm.c .bin (default: the installed\n"
 "                    default model)\n"
 "  --stride S        texts longer than the context are read in windows of\n"
@@ -29,12 +33,14 @@ static void usage(FILE *f) {
 "                    scored once, with at least n_ctx - S tokens of context\n"
 "                    after the first window (default n_ctx / 2)\n"
 "  --json            print {\"loss\", \"perplexity\", \"n_tokens\", ...}\n"
-"  --special         recognise <|endoftext|> in the text as the special token\n");
+"  --special         recognise <|endoftext|> in the text as the special token\n"
+"  --data DIR        evaluate on DIR's shards instead of a FILE\n"
+"  --split NAME      which shards: val (default) or train\n");
     cli_common_help(f, 20);
 }
 
 typedef struct {
-    const char *model, *file;
+    const char *model, *file, *data, *split;
     int stride;          /* 0: n_ctx / 2 */
     bool json, special;
 } eval_options;
@@ -46,6 +52,8 @@ static int parse_options(int argc, char **argv, eval_options *o) {
         {"stride", required_argument, NULL, OPT_STRIDE},
         {"json", no_argument, NULL, OPT_JSON},
         {"special", no_argument, NULL, OPT_SPECIAL},
+        {"data", required_argument, NULL, OPT_DATA},
+        {"split", required_argument, NULL, OPT_SPLIT},
         {NULL, 0, NULL, 0},
     };
     int c, rc = CLI_OK;
@@ -60,10 +68,19 @@ static int parse_options(int argc, char **argv, eval_options *o) {
             break;
         case OPT_JSON: o->json = true; break;
         case OPT_SPECIAL: o->special = true; break;
+        case OPT_DATA: o->data = optarg; break;
+        case OPT_SPLIT: o->split = optarg; break;
         default: rc = cli_common_option(CMD, c, optarg, argv); break;
         }
     }
     if (rc != CLI_OK) return rc;
+    if (o->split && strcmp(o->split, "val") != 0 && strcmp(o->split, "train") != 0)
+        return cli_bad_value(CMD, "--split", o->split, "expected val or train");
+    if (o->data) {
+        if (argc - optind != 0)
+            return cli_usage_error(CMD, "give --data DIR or a FILE, not both");
+        return CLI_OK;
+    }
     if (argc - optind != 1)
         return argc - optind == 0
                    ? cli_usage_error(CMD, "no FILE to evaluate")
@@ -141,6 +158,52 @@ static int score(gpt2_model *m, const int *ids, size_t n, int stride,
     return rc;
 }
 
+/* Scores consecutive windows of T tokens of a split's shards. */
+static int score_shards(gpt2_model *m, const eval_options *o, eval_result *r) {
+    gpt2_loader_options lo = gpt2_loader_defaults();
+    int V = gpt2_model_config(m)->vocab_size;
+    lo.batch_size = 1;
+    lo.seq_len = gpt2_model_config(m)->n_ctx;
+    lo.vocab_size = V < 65536 ? V : 65536;
+    const char *split = o->split ? o->split : "val";
+    gpt2_loader *ld = NULL;
+    if (gpt2_loader_open(o->data, split, &lo, &ld) != GPT2_OK) {
+        /* a split shorter than one window: use it whole */
+        uint64_t n = 0;
+        lo.seq_len = 0;
+        gpt2_loader_options probe = lo;
+        probe.seq_len = 1;
+        gpt2_loader *p = NULL;
+        if (gpt2_loader_open(o->data, split, &probe, &p) == GPT2_OK) n = gpt2_loader_num_tokens(p);
+        gpt2_loader_free(p);
+        if (n < 2) return cli_lib_error(CMD, "cannot read the %s shards in '%s'", split, o->data);
+        lo.seq_len = (int)(n - 1);
+        if (gpt2_loader_open(o->data, split, &lo, &ld) != GPT2_OK)
+            return cli_lib_error(CMD, "cannot read the %s shards in '%s'", split, o->data);
+    }
+    int T = lo.seq_len, rc = CLI_OK;
+    gpt2_batch *b = NULL;
+    int *tokens = malloc(sizeof(int) * (size_t)T), *targets = malloc(sizeof(int) * (size_t)T);
+    if (!tokens || !targets) rc = cli_error(CMD, CLI_FAIL, "out of memory");
+    else if (gpt2_batch_new(m, 1, T, &b) != GPT2_OK)
+        rc = cli_lib_error(CMD, "cannot make a batch of %d tokens", T);
+    uint64_t nb = gpt2_loader_batches_per_epoch(ld);
+    for (uint64_t i = 0; rc == CLI_OK && i < nb; i++) {
+        float loss;
+        gpt2_loader_next(ld, tokens, targets);
+        if (gpt2_batch_forward(b, tokens, targets, NULL, &loss) != GPT2_OK)
+            rc = cli_lib_error(CMD, "forward pass failed");
+        r->sum += (double)loss * T;
+        r->n_scored += (size_t)T;
+        r->windows++;
+    }
+    gpt2_batch_free(b);
+    gpt2_loader_free(ld);
+    free(tokens);
+    free(targets);
+    return rc;
+}
+
 static int print_result(const eval_options *o, const eval_result *r,
                         int stride) {
     double loss = r->sum / (double)r->n_scored, ppl = exp(loss);
@@ -179,8 +242,12 @@ int cmd_eval(int argc, char **argv) {
         rc = cli_bad_value(CMD, "--stride", s,
                            "must not exceed the model's context");
     }
-    if (rc == CLI_OK) rc = encode_file(&o, m, &ids, &n);
-    if (rc == CLI_OK) rc = score(m, ids, n, stride, &r);
+    if (rc == CLI_OK && o.data) {
+        rc = score_shards(m, &o, &r);
+    } else {
+        if (rc == CLI_OK) rc = encode_file(&o, m, &ids, &n);
+        if (rc == CLI_OK) rc = score(m, ids, n, stride, &r);
+    }
     if (rc == CLI_OK) rc = print_result(&o, &r, stride);
     free(ids);
     gpt2_model_free(m);
