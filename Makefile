@@ -6,6 +6,7 @@
 #   make check        the tests only, without installing anything
 #   make asan/ubsan   the unit tests under a sanitizer
 #   make bench        the benchmark table (docs/benchmarks.md)
+#   make default-model  train models/kjv from scratch (about an hour)
 #   make install PREFIX=/usr/local
 #   make clean
 #
@@ -50,6 +51,7 @@ BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 HDRS     = include/gpt2.h src/internal.h $(wildcard src/*.h tests/*.h tools/*.h)
 
 .PHONY: all lib tools tests examples benches test check asan ubsan bench \
+        default-model \
         install uninstall clean debug fuzz deps deps-test
 
 all: lib tools
@@ -128,6 +130,12 @@ deps-test:
 
 bench: all benches
 	@bash bench/run.sh
+
+# The default model, trained from scratch on the King James Bible by
+# gpt2c itself (about an hour on 2 cores); scripts/default-model.sh is the
+# recipe.
+default-model: all
+	bash scripts/default-model.sh
 
 # ---------------------------------------------------------------- install
 install: all

@@ -15,10 +15,14 @@ enum { OPT_DTYPE = 0x100 };
 static void usage(FILE *f) {
     fprintf(f,
 "usage: gpt2 convert IN OUT [--dtype f32|f16|bf16]\n"
-"Converts a checkpoint. The direction follows IN:\n"
+"Converts a checkpoint. The direction follows IN and OUT:\n"
 "  IN an llm.c checkpoint (.bin)  ->  OUT a model directory (Hugging Face\n"
 "                                     layout, with GPT-2's tokenizer)\n"
-"  IN a model directory           ->  OUT an llm.c checkpoint (float32)\n\n"
+"  IN a model directory           ->  OUT an llm.c checkpoint (float32)\n"
+"                                     when OUT ends in .bin\n"
+"  IN a model directory           ->  OUT a model directory in another\n"
+"                                     dtype (e.g. a training checkpoint to\n"
+"                                     bf16 weights for shipping)\n\n"
 "  --dtype D      storage of OUT when it is a model directory: f32, f16\n"
 "                 or bf16 (default f32)\n");
     cli_common_help(f, 17);
@@ -66,7 +70,10 @@ int cmd_convert(int argc, char **argv) {
     struct stat st;
     if (stat(o.in, &st) != 0)
         return cli_error(CMD, CLI_FAIL, "'%s': %s", o.in, strerror(errno));
-    bool to_llmc = S_ISDIR(st.st_mode);
+    size_t out_len = strlen(o.out);
+    bool out_bin = out_len > 4 && strcmp(o.out + out_len - 4, ".bin") == 0;
+    bool to_llmc = S_ISDIR(st.st_mode) && out_bin;
+    bool dir_to_dir = S_ISDIR(st.st_mode) && !out_bin;
     if (to_llmc && o.dtype_given && o.dtype != GPT2_DTYPE_F32)
         return cli_usage_error(CMD, "--dtype %s: llm.c checkpoints are "
                                     "float32 only",
@@ -81,7 +88,9 @@ int cmd_convert(int argc, char **argv) {
         if (gpt2_model_save_llmc(m, o.out) != GPT2_OK)
             rc = cli_lib_error(CMD, "cannot write '%s'", o.out);
     } else {
-        has_tok = cli_attach_data_tokenizer(m, why, sizeof why);
+        /* a directory keeps its own tokenizer; an llm.c file gets GPT-2's */
+        has_tok = gpt2_model_tokenizer(m) != NULL ||
+                  cli_attach_data_tokenizer(m, why, sizeof why);
         if (gpt2_model_save(m, o.out, o.dtype) != GPT2_OK)
             rc = cli_lib_error(CMD, "cannot write '%s'", o.out);
     }
@@ -91,8 +100,9 @@ int cmd_convert(int argc, char **argv) {
             printf("converted model directory %s -> llm.c checkpoint %s "
                    "(F32, %s parameters)\n", o.in, o.out, count);
         else
-            printf("converted llm.c checkpoint %s -> model directory %s "
-                   "(%s, %s parameters; tokenizer: %s%s)\n", o.in, o.out,
+            printf("converted %s %s -> model directory %s "
+                   "(%s, %s parameters; tokenizer: %s%s)\n",
+                   dir_to_dir ? "model directory" : "llm.c checkpoint", o.in, o.out,
                    gpt2_dtype_name(o.dtype), count,
                    has_tok ? "GPT-2's" : "none, ", has_tok ? "" : why);
     }
