@@ -101,13 +101,12 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libgpt2.a $(HDRS)
 test: deps-test
 	@$(MAKE) --no-print-directory check
 
-check: all tests examples
+check: all tests examples benches
 	@bash tests/run_all.sh
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
-	  CFLAGS="-O1 -g -fsanitize=address -fno-omit-frame-pointer" \
-	  LDFLAGS=-fsanitize=address all tests
+	  CFLAGS="-O1 -g -fsanitize=address -fno-omit-frame-pointer" all tests
 	@bash tests/run_unit.sh build-asan
 
 ubsan:
@@ -151,7 +150,7 @@ install: all
 	  $(DESTDIR)$(PREFIX)/share/gpt2c/tokenizer/
 	if [ -d models ]; then cp -r models $(DESTDIR)$(PREFIX)/share/gpt2c/; fi
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|0.1.0|g' \
-	  -e 's|@LIBS@|$(filter-out -fopenmp,$(LDLIBS)) -lgomp|g' \
+	  -e 's|@LIBS@|$(filter-out -fopenmp,$(LDLIBS))$(if $(filter 1,$(OPENMP)), -lgomp)|g' \
 	  scripts/gpt2c.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/gpt2c.pc
 
 uninstall:

@@ -3,7 +3,9 @@
    (cmd_<name>.c). Exit codes: 0 success, 1 runtime error, 2 usage error. */
 #include "cli.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     const char *name;
@@ -70,7 +72,21 @@ static int run_help(int argc, char **argv) {
     return c->run(2, args);
 }
 
+/* OpenMP's threads spin while they wait for work by default. On a quiet
+   machine that saves a few microseconds per parallel region; with another
+   busy process on the cores, spinning threads steal the time the working
+   ones need and a decode step can take ten times longer. So unless the
+   user chose a policy, gpt2 asks for threads that sleep when idle. The
+   OpenMP runtime reads the setting when it loads, before main, so the
+   command sets it and starts itself again, once. */
+static void choose_wait_policy(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv); /* on failure, go on as we are */
+}
+
 int main(int argc, char **argv) {
+    choose_wait_policy(argv);
     static const struct option opts[] = {
         CLI_COMMON_OPTIONS,
         {"version", no_argument, NULL, 'V'},
