@@ -38,6 +38,20 @@ bool gpt2__add_ok(size_t a, size_t b, size_t *out);
 
 /* Whole file into memory (NUL-terminated; *len excludes the NUL). */
 gpt2_status gpt2__read_file(const char *path, char **data, size_t *len);
+/* A file written as path.tmp and renamed over path only once complete and
+   synced: a crash leaves the old file or the new one, never half of one.
+   Streamed, so a large model is never copied whole into memory. */
+typedef struct {
+    FILE *fp;
+    const char *path;
+    char tmp[4096];
+} gpt2__afile;
+gpt2_status gpt2__afile_open(gpt2__afile *a, const char *path);
+gpt2_status gpt2__afile_write(gpt2__afile *a, const void *p, size_t n);
+/* With st == GPT2_OK: flush, fsync, rename into place. Otherwise, or if
+   that fails, the temporary file is removed. Returns the first error. */
+gpt2_status gpt2__afile_close(gpt2__afile *a, gpt2_status st);
+
 /* Writes len bytes to path via path.tmp, fsync, rename. */
 gpt2_status gpt2__write_file_atomic(const char *path, const void *data,
                                     size_t len);

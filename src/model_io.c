@@ -628,44 +628,6 @@ gpt2_status gpt2_model_load(const char *path, gpt2_model **out) {
 
 /* ================================================================= saving */
 
-/* A file written as path.tmp and renamed over path only once complete and
-   synced; streamed, so a large model is not copied whole into memory. */
-typedef struct {
-    FILE *fp;
-    const char *path;
-    char tmp[4096];
-} atomic_file;
-
-static gpt2_status atomic_open(atomic_file *a, const char *path) {
-    a->path = path;
-    a->fp = NULL;
-    if ((size_t)snprintf(a->tmp, sizeof a->tmp, "%s.tmp", path) >= sizeof a->tmp)
-        return gpt2__fail(GPT2_ERR_ARG, "model_save: path too long: %s", path);
-    a->fp = fopen(a->tmp, "wb");
-    if (!a->fp) return gpt2__fail(GPT2_ERR_IO, "%s: %s", a->tmp, strerror(errno));
-    return GPT2_OK;
-}
-
-static gpt2_status atomic_write(atomic_file *a, const void *p, size_t n) {
-    if (n && fwrite(p, 1, n, a->fp) != n)
-        return gpt2__fail(GPT2_ERR_IO, "%s: write: %s", a->tmp, strerror(errno));
-    return GPT2_OK;
-}
-
-static gpt2_status atomic_finish(atomic_file *a, gpt2_status st) {
-    if (!a->fp) return st;
-    if (!st && (fflush(a->fp) != 0 || fsync(fileno(a->fp)) != 0))
-        st = gpt2__fail(GPT2_ERR_IO, "%s: %s", a->tmp, strerror(errno));
-    if (fclose(a->fp) != 0 && !st)
-        st = gpt2__fail(GPT2_ERR_IO, "%s: %s", a->tmp, strerror(errno));
-    a->fp = NULL;
-    if (!st && rename(a->tmp, a->path) != 0)
-        st = gpt2__fail(GPT2_ERR_IO, "rename %s to %s: %s", a->tmp, a->path,
-                        strerror(errno));
-    if (st) unlink(a->tmp);
-    return st;
-}
-
 static gpt2_status save_safetensors(const gpt2_model *m, const char *path,
                                     gpt2_dtype dtype) {
     gpt2__st_out *ts = gpt2__calloc((size_t)m->n_tensors, sizeof *ts, "model_save");
@@ -708,7 +670,7 @@ gpt2_status gpt2_model_save(const gpt2_model *m, const char *dir, gpt2_dtype dty
 }
 
 /* One tensor in llm.c's layout: 2-D weights go out (out, in). */
-static gpt2_status llmc_write_tensor(atomic_file *a, const gpt2_model *m, int i,
+static gpt2_status llmc_write_tensor(gpt2__afile *a, const gpt2_model *m, int i,
                                      float *scratch) {
     const gpt2__tensor_spec *s = &m->specs[i];
     const float *x = m->tensor[i];
@@ -716,17 +678,17 @@ static gpt2_status llmc_write_tensor(atomic_file *a, const gpt2_model *m, int i,
         transpose(scratch, x, s->shape[0], s->shape[1]);
         x = scratch;
     }
-    return atomic_write(a, x, s->numel * sizeof(float));
+    return gpt2__afile_write(a, x, s->numel * sizeof(float));
 }
 
-static gpt2_status llmc_write_params(atomic_file *a, const gpt2_model *m, int Vp,
+static gpt2_status llmc_write_params(gpt2__afile *a, const gpt2_model *m, int Vp,
                                      float *scratch) {
     int L = m->cfg.n_layer, C = m->cfg.n_embd;
     gpt2_status st = llmc_write_tensor(a, m, GPT2__WTE, scratch);
     /* llm.c's padding rows of wte are zero */
     memset(scratch, 0, (size_t)C * sizeof(float));
     for (int r = m->cfg.vocab_size; r < Vp && !st; r++)
-        st = atomic_write(a, scratch, (size_t)C * sizeof(float));
+        st = gpt2__afile_write(a, scratch, (size_t)C * sizeof(float));
     if (!st) st = llmc_write_tensor(a, m, GPT2__WPE, scratch);
     for (int k = 0; k < GPT2__PER_LAYER && !st; k++)
         for (int l = 0; l < L && !st; l++)
@@ -747,11 +709,11 @@ gpt2_status gpt2_model_save_llmc(const gpt2_model *m, const char *path) {
     float *scratch = gpt2__malloc((size_t)4 * c->n_embd * c->n_embd, sizeof(float),
                                   "model_save_llmc");
     if (!scratch) return GPT2_ERR_NOMEM;
-    atomic_file a;
-    gpt2_status st = atomic_open(&a, path);
-    if (!st) st = atomic_write(&a, hd, sizeof hd);
+    gpt2__afile a;
+    gpt2_status st = gpt2__afile_open(&a, path);
+    if (!st) st = gpt2__afile_write(&a, hd, sizeof hd);
     if (!st) st = llmc_write_params(&a, m, Vp, scratch);
-    st = atomic_finish(&a, st);
+    st = gpt2__afile_close(&a, st);
     free(scratch);
     return st;
 }

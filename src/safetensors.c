@@ -483,54 +483,6 @@ gpt2_status gpt2__st_read_f32(const gpt2__st_file *f, const gpt2__st_tensor *t,
 
 /* ------------------------------------------------------------- writing */
 
-/* A file written as path.tmp and renamed over path only once complete and
-   synced, streaming so that no copy of the whole file is held in memory. */
-typedef struct {
-    FILE *fp;
-    const char *path;
-    char tmp[4096];
-} atomic_file;
-
-static gpt2_status atomic_open(atomic_file *a, const char *path) {
-    a->path = path;
-    a->fp = NULL;
-    if ((size_t)snprintf(a->tmp, sizeof a->tmp, "%s.tmp", path) >= sizeof a->tmp)
-        return gpt2__fail(GPT2_ERR_ARG, "st_write: path too long: %s", path);
-    a->fp = fopen(a->tmp, "wb");
-    if (!a->fp) return gpt2__fail(GPT2_ERR_IO, "%s: %s", a->tmp, strerror(errno));
-    return GPT2_OK;
-}
-
-static void atomic_abort(atomic_file *a) {
-    if (a->fp) fclose(a->fp);
-    a->fp = NULL;
-    unlink(a->tmp);
-}
-
-static gpt2_status atomic_write(atomic_file *a, const void *p, size_t n) {
-    if (n && fwrite(p, 1, n, a->fp) != n)
-        return gpt2__fail(GPT2_ERR_IO, "%s: write: %s", a->tmp, strerror(errno));
-    return GPT2_OK;
-}
-
-static gpt2_status atomic_commit(atomic_file *a) {
-    int bad = fflush(a->fp) != 0 || fsync(fileno(a->fp)) != 0;
-    int e = errno;
-    bad |= fclose(a->fp) != 0;
-    a->fp = NULL;
-    if (bad) {
-        unlink(a->tmp);
-        return gpt2__fail(GPT2_ERR_IO, "%s: %s", a->tmp, strerror(e ? e : errno));
-    }
-    if (rename(a->tmp, a->path) != 0) {
-        e = errno;
-        unlink(a->tmp);
-        return gpt2__fail(GPT2_ERR_IO, "rename %s to %s: %s", a->tmp, a->path,
-                          strerror(e));
-    }
-    return GPT2_OK;
-}
-
 static gpt2__st_dtype st_dtype_of(gpt2_dtype d) {
     return d == GPT2_DTYPE_F16 ? GPT2__ST_F16
            : d == GPT2_DTYPE_BF16 ? GPT2__ST_BF16 : GPT2__ST_F32;
@@ -613,28 +565,28 @@ nomem:
 /* The length prefix and the header, padded with spaces (as the Rust
    library does) so the data section starts 8-byte aligned and a reader can
    map F32 and F64 data in place. */
-static gpt2_status write_header(atomic_file *a, const char *json) {
+static gpt2_status write_header(gpt2__afile *a, const char *json) {
     size_t n = strlen(json), pad = (8 - n % 8) % 8;
     uint8_t len8[8];
     uint64_t total = (uint64_t)(n + pad);
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)(total >> (8 * i));
     static const char spaces[8] = "        ";
-    gpt2_status st = atomic_write(a, len8, 8);
-    if (!st) st = atomic_write(a, json, n);
-    if (!st) st = atomic_write(a, spaces, pad);
+    gpt2_status st = gpt2__afile_write(a, len8, 8);
+    if (!st) st = gpt2__afile_write(a, json, n);
+    if (!st) st = gpt2__afile_write(a, spaces, pad);
     return st;
 }
 
-static gpt2_status write_data(atomic_file *a, const float *x, size_t n,
+static gpt2_status write_data(gpt2__afile *a, const float *x, size_t n,
                               gpt2_dtype dtype) {
-    if (dtype == GPT2_DTYPE_F32) return atomic_write(a, x, n * sizeof(float));
+    if (dtype == GPT2_DTYPE_F32) return gpt2__afile_write(a, x, n * sizeof(float));
     uint16_t buf[8192];
     for (size_t i = 0; i < n;) {
         size_t k = n - i < 8192 ? n - i : 8192;
         for (size_t j = 0; j < k; j++)
             buf[j] = dtype == GPT2_DTYPE_F16 ? gpt2__f32_to_f16(x[i + j])
                                              : gpt2__f32_to_bf16(x[i + j]);
-        gpt2_status st = atomic_write(a, buf, k * 2);
+        gpt2_status st = gpt2__afile_write(a, buf, k * 2);
         if (st) return st;
         i += k;
     }
@@ -651,8 +603,8 @@ gpt2_status gpt2__st_write(const char *path, const gpt2__st_out *ts, int n,
     char *json = NULL;
     gpt2_status st = build_header(ts, n, st_dtype_of(dtype), &json);
     if (st) return st;
-    atomic_file a;
-    st = atomic_open(&a, path);
+    gpt2__afile a;
+    st = gpt2__afile_open(&a, path);
     if (!st) st = write_header(&a, json);
     free(json);
     for (int i = 0; i < n && !st; i++) {
@@ -660,7 +612,6 @@ gpt2_status gpt2__st_write(const char *path, const gpt2__st_out *ts, int n,
         out_numel(&ts[i], &numel); /* validated by build_header */
         st = write_data(&a, ts[i].data, numel, dtype);
     }
-    if (!st) return atomic_commit(&a);
-    if (a.fp) atomic_abort(&a);
+    st = gpt2__afile_close(&a, st);
     return st;
 }

@@ -118,38 +118,42 @@ gpt2_status gpt2__read_file(const char *path, char **data, size_t *len) {
     return GPT2_OK;
 }
 
+gpt2_status gpt2__afile_open(gpt2__afile *a, const char *path) {
+    a->path = path;
+    a->fp = NULL;
+    if ((size_t)snprintf(a->tmp, sizeof a->tmp, "%s.tmp", path) >= sizeof a->tmp)
+        return gpt2__fail(GPT2_ERR_ARG, "write: path too long: %s", path);
+    a->fp = fopen(a->tmp, "wb");
+    if (!a->fp) return gpt2__fail(GPT2_ERR_IO, "%s: %s", a->tmp, strerror(errno));
+    return GPT2_OK;
+}
+
+gpt2_status gpt2__afile_write(gpt2__afile *a, const void *p, size_t n) {
+    if (n && fwrite(p, 1, n, a->fp) != n)
+        return gpt2__fail(GPT2_ERR_IO, "%s: write: %s", a->tmp, strerror(errno));
+    return GPT2_OK;
+}
+
+gpt2_status gpt2__afile_close(gpt2__afile *a, gpt2_status st) {
+    if (!a->fp) return st;
+    if (!st && (fflush(a->fp) != 0 || fsync(fileno(a->fp)) != 0))
+        st = gpt2__fail(GPT2_ERR_IO, "%s: %s", a->tmp, strerror(errno));
+    if (fclose(a->fp) != 0 && !st)
+        st = gpt2__fail(GPT2_ERR_IO, "%s: %s", a->tmp, strerror(errno));
+    a->fp = NULL;
+    if (!st && rename(a->tmp, a->path) != 0)
+        st = gpt2__fail(GPT2_ERR_IO, "rename %s to %s: %s", a->tmp, a->path,
+                        strerror(errno));
+    if (st) unlink(a->tmp);
+    return st;
+}
+
 gpt2_status gpt2__write_file_atomic(const char *path, const void *data,
                                     size_t len) {
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
-        return gpt2__fail(GPT2_ERR_ARG, "write: path too long: %s", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return gpt2__fail(GPT2_ERR_IO, "%s: %s", tmp, strerror(errno));
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return gpt2__fail(GPT2_ERR_IO, "%s: %s", tmp, strerror(e));
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return gpt2__fail(GPT2_ERR_IO, "%s: %s", tmp, strerror(e));
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return gpt2__fail(GPT2_ERR_IO, "rename %s: %s", path, strerror(e));
-    }
-    return GPT2_OK;
+    gpt2__afile a;
+    gpt2_status st = gpt2__afile_open(&a, path);
+    if (st) return st;
+    return gpt2__afile_close(&a, gpt2__afile_write(&a, data, len));
 }
 
 gpt2_status gpt2__join_path(char *buf, size_t cap, const char *dir,
