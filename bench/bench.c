@@ -53,6 +53,7 @@ typedef struct {
     double decode_ms;        /* median ms per decode step */
     double prefill_tok_s;    /* 512-token prompt */
     double bandwidth_gb_s;   /* memory read, GB/s (1e9) */
+    double train_ms;         /* one training step, B=4 T=64 */
 } per_thread;
 
 typedef struct {
@@ -230,6 +231,50 @@ static void measure_inference(const options *o, const gpt2_model *m,
     free(ids);
 }
 
+/* ------------------------------------------------------------- training */
+
+#define TRAIN_B 4
+#define TRAIN_T 64
+
+typedef struct {
+    gpt2_trainer *tr;
+    const int *tokens, *targets;
+} train_ctx;
+
+/* One optimizer step: forward keeping activations, backward, AdamW. */
+static double train_once(void *p) {
+    train_ctx *c = p;
+    double t0 = now_s();
+    float loss;
+    ok(gpt2_trainer_forward_backward(c->tr, c->tokens, c->targets, 1.0f, &loss),
+       "trainer_forward_backward");
+    ok(gpt2_trainer_update(c->tr, 1e-4f, NULL), "trainer_update");
+    return 1e3 * (now_s() - t0);
+}
+
+/* Training writes the weights, so it gets its own copy of the model. */
+static void measure_training(const options *o, const gpt2_config *cfg,
+                             results *r) {
+    gpt2_model *m;
+    ok(gpt2_model_init(cfg, 2, &m), "model_init");
+    gpt2_train_params tp = gpt2_train_defaults();
+    tp.batch_size = TRAIN_B;
+    tp.seq_len = TRAIN_T;
+    gpt2_trainer *tr;
+    ok(gpt2_trainer_new(m, &tp, &tr), "trainer_new");
+    int ids[TRAIN_B * TRAIN_T + 1];
+    fill_tokens(ids, TRAIN_B * TRAIN_T + 1, cfg->vocab_size);
+    train_ctx c = {tr, ids, ids + 1};
+    for (int i = 0; i < o->n_threads; i++) {
+        gpt2_set_threads(o->threads[i]);
+        fprintf(stderr, "bench: %d thread(s): training step...\n", o->threads[i]);
+        train_once(&c); /* first touch of the activations and moments */
+        r->pt[i].train_ms = repeat_median(o, train_once, &c);
+    }
+    gpt2_trainer_free(tr);
+    gpt2_model_free(m);
+}
+
 /* ------------------------------------------------------------ tokenizer */
 
 typedef struct {
@@ -390,6 +435,14 @@ static void print_markdown(FILE *f, const options *o, const results *r) {
     }
     for (int i = 0; i < o->n_threads; i++) {
         const per_thread *pt = &r->pt[i];
+        double flop = 6.0 * (double)r->n_params * TRAIN_B * TRAIN_T;
+        fprintf(f, "| training step, B=%d T=%d, %d thread%s | %.0f ms (%.0f tokens/s) | "
+                   "forward + backward + AdamW; %.1f GFLOP/s at 6 x params x tokens |\n",
+                TRAIN_B, TRAIN_T, pt->threads, pt->threads > 1 ? "s" : "", pt->train_ms,
+                TRAIN_B * TRAIN_T / (pt->train_ms / 1e3), flop / (pt->train_ms / 1e3) / 1e9);
+    }
+    for (int i = 0; i < o->n_threads; i++) {
+        const per_thread *pt = &r->pt[i];
         fprintf(f, "| memory read bandwidth, %d thread%s | %.1f GB/s | "
                    "one pass over the weights (%.0f MB): %.1f ms |\n",
                 pt->threads, pt->threads > 1 ? "s" : "", pt->bandwidth_gb_s,
@@ -423,11 +476,13 @@ static void print_json(FILE *f, const options *o, const results *r) {
         fprintf(f, "    {\"threads\": %d, \"decode_ctx\": %d, "
                    "\"decode_ms_per_token\": %.3f, \"prefill_tokens\": %d, "
                    "\"prefill_tokens_per_s\": %.2f, \"bandwidth_gb_s\": %.3f, "
-                   "\"roofline_ms\": %.3f, \"decode_vs_roofline\": %.3f}%s\n",
+                   "\"roofline_ms\": %.3f, \"decode_vs_roofline\": %.3f, "
+                   "\"train_step_ms\": %.3f, \"train_B\": %d, \"train_T\": %d}%s\n",
                 pt->threads, o->decode_ctx, pt->decode_ms, o->prefill_len,
                 pt->prefill_tok_s, pt->bandwidth_gb_s,
                 r->weight_bytes / (pt->bandwidth_gb_s * 1e9) * 1e3,
-                decode_vs_roofline(r, pt), i + 1 < o->n_threads ? "," : "");
+                decode_vs_roofline(r, pt), pt->train_ms, TRAIN_B, TRAIN_T,
+                i + 1 < o->n_threads ? "," : "");
     }
     fprintf(f, "  ],\n");
     if (r->tok_mb_s >= 0) {
@@ -530,6 +585,7 @@ int main(int argc, char **argv) {
 
     measure_inference(&o, m, &r);
     r.rss_mb = peak_rss_mb(); /* before the other measures add buffers */
+    measure_training(&o, &cfg, &r);
     measure_tokenizer(&o, &r);
     measure_load(&o, &m, &r);
     for (int i = 0; i < o.n_threads; i++) {
