@@ -165,4 +165,4 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/gpt2c
 
 clean:
-	rm -rf build build-asan build-ubsan build-debug build-fuzz
+	rm -rf build build-asan build-ubsan build-debug build-fuzz build-portable

@@ -4,8 +4,10 @@
 #   unit/*     every unit suite in $BUILD/tests
 #   script/*   every tests/t_*.sh, with BUILD=$BUILD
 #   asan/*     `make asan` (build-asan, unit suites under AddressSanitizer),
-#              then t_reference.sh and t_cli.sh on build-asan, leaks checked
+#              then t_reference.sh, t_cli.sh and t_train.sh on build-asan,
+#              leaks checked
 #   ubsan/*    `make ubsan` (build-ubsan, unit suites under UBSan)
+#   portable/* the unit suites built with GEMM=none (gpt2c's own kernels)
 #   fuzz/*     each libFuzzer target in tests/fuzz for $FUZZ_SECONDS (20)
 #   example/*  the example programs, on a model made by `gpt2 init`
 # Each item prints "PASS name (time)" or "FAIL name (why)" followed by the tail
@@ -14,7 +16,7 @@
 #
 # Environment: BUILD, FUZZ_SECONDS, ITEM_TIMEOUT (seconds, default 900), and
 # SKIP: sections to leave out while developing, any of "unit scripts asan
-# ubsan fuzz examples" (CI sets none).
+# ubsan portable fuzz examples" (CI sets none).
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 1
@@ -139,13 +141,22 @@ if ! skipped asan; then
     multi asan "$logs/asan.log" make --no-print-directory -j"$ncpu" asan
     if [ -x build-asan/gpt2 ]; then
         ASAN_OPTIONS=detect_leaks=1 script_tests build-asan asan \
-            tests/t_reference.sh tests/t_cli.sh
+            tests/t_reference.sh tests/t_cli.sh tests/t_train.sh
     fi
 fi
 
 if ! skipped ubsan; then
     echo "== UndefinedBehaviorSanitizer (build-ubsan)"
     multi ubsan "$logs/ubsan.log" make --no-print-directory -j"$ncpu" ubsan
+fi
+
+# The portable build: no GEMM library, only gpt2c's own kernels (what a
+# machine without oneDNN gets), checked by the same unit suites.
+if ! skipped portable; then
+    echo "== portable kernels (build-portable, GEMM=none)"
+    multi portable "$logs/portable.log" bash -c \
+        "make --no-print-directory -j$ncpu BUILD=build-portable GEMM=none all tests &&
+         bash tests/run_unit.sh build-portable"
 fi
 
 if ! skipped fuzz; then
