@@ -552,6 +552,16 @@ gpt2_status gpt2_session_prefill(gpt2_session *s, const int *tokens, int n,
 gpt2_status gpt2_session_step(gpt2_session *s, int token,
                               const float **logits);
 
+/* Makes dst (a session of the same model and options) continue exactly
+   where src is: its tokens and the K and V of every cached position are
+   copied, not recomputed. Beam search uses it to fork beams that share a
+   prompt. */
+gpt2_status gpt2_session_copy(gpt2_session *dst, const gpt2_session *src);
+
+/* The logits after the last token fed (vocab_size floats, borrowed), or
+   NULL before any token. */
+const float *gpt2_session_logits(const gpt2_session *s);
+
 /* Tokens currently in the window (borrowed) and their count. */
 const int *gpt2_session_tokens(const gpt2_session *s, int *n);
 /* How many times the window has slid. */

@@ -256,6 +256,18 @@ void gpt2__block_forward(const gpt2_model *m, int l, const gpt2__block_acts *a,
 void gpt2__head_forward(const gpt2_model *m, float *out, float *mean,
                         float *rstd, float *logits, const float *x, int N);
 
+/* A forward pass over one sequence of T tokens (1 <= T <= n_ctx) that
+   shows each layer's attention to fn as it goes: qkv (T, 3C: each row
+   q | k | v, heads at h*HS within each) and att (NH, T, T: the softmax
+   weights, 0 above the diagonal). Both are borrowed for the call only.
+   logits (T, V), if not NULL, receives the model's output. For the
+   attention views (attention.c); memory is one layer's worth. */
+typedef void (*gpt2__layer_fn)(void *user, int layer, const float *qkv,
+                               const float *att, int T);
+gpt2_status gpt2__forward_inspect(const gpt2_model *m, const int *tokens,
+                                  int T, gpt2__layer_fn fn, void *user,
+                                  float *logits);
+
 /* Floats needed by one block's activations for B*T rows with Tk keys
    (att only when keep_att). */
 size_t gpt2__block_acts_size(const gpt2_config *c, int B, int T, int Tk,

@@ -461,3 +461,34 @@ gpt2_status gpt2_batch_forward(gpt2_batch *b, const int *tokens,
     }
     return GPT2_OK;
 }
+
+/* ------------------------------------------------------------- inspect */
+
+gpt2_status gpt2__forward_inspect(const gpt2_model *m, const int *tokens,
+                                  int T, gpt2__layer_fn fn, void *user,
+                                  float *logits) {
+    const gpt2_config *c = &m->cfg;
+    if (T < 1 || T > c->n_ctx)
+        return gpt2__fail(GPT2_ERR_ARG, "forward_inspect: T=%d outside [1, n_ctx=%d]", T,
+                          c->n_ctx);
+    gpt2_status st = check_ids(tokens, (size_t)T, c->vocab_size, false,
+                               "forward_inspect: token");
+    if (st) return st;
+    size_t C = (size_t)c->n_embd, act = gpt2__block_acts_size(c, 1, T, T, true);
+    float *mem = gpt2__alloc_aligned((2 * (size_t)T * C + act) * sizeof(float),
+                                     "attention capture");
+    if (!mem) return GPT2_ERR_NOMEM;
+    float *encoded = mem, *lnf = mem + (size_t)T * C;
+    gpt2__block_acts a;
+    gpt2__block_acts_bind(&a, mem + 2 * (size_t)T * C, c, 1, T, T, true);
+    encoder_forward(encoded, tokens, m->wte, m->wpe, 1, T, (int)C, 0);
+    const float *x = encoded;
+    for (int l = 0; l < c->n_layer; l++) {
+        gpt2__block_forward(m, l, &a, x, 1, T, 0, NULL, NULL, NULL);
+        if (fn) fn(user, l, a.qkv, a.att, T);
+        x = a.residual3;
+    }
+    if (logits) gpt2__head_forward(m, lnf, NULL, NULL, logits, x, T);
+    gpt2__free_aligned(mem);
+    return GPT2_OK;
+}

@@ -88,6 +88,32 @@ void gpt2_session_reset(gpt2_session *s) {
     s->slides = 0;
 }
 
+gpt2_status gpt2_session_copy(gpt2_session *dst, const gpt2_session *src) {
+    if (dst == src) return GPT2_OK;
+    if (dst->m != src->m)
+        return gpt2__fail(GPT2_ERR_ARG, "session_copy: the sessions belong to different models");
+    const gpt2_config *c = &src->m->cfg;
+    size_t C = (size_t)c->n_embd, layer_kv = (size_t)c->n_ctx * C;
+    /* only the cached rows of each layer matter */
+    for (int l = 0; l < c->n_layer; l++) {
+        memcpy(dst->kcache + l * layer_kv, src->kcache + l * layer_kv,
+               sizeof(float) * (size_t)src->n_cached * C);
+        memcpy(dst->vcache + l * layer_kv, src->vcache + l * layer_kv,
+               sizeof(float) * (size_t)src->n_cached * C);
+    }
+    memcpy(dst->tokens, src->tokens, sizeof(int) * (size_t)src->n_tokens);
+    memcpy(dst->logits, src->logits, sizeof(float) * (size_t)c->vocab_size);
+    dst->n_cached = src->n_cached;
+    dst->n_tokens = src->n_tokens;
+    dst->slides = src->slides;
+    dst->opt = src->opt;
+    return GPT2_OK;
+}
+
+const float *gpt2_session_logits(const gpt2_session *s) {
+    return s->n_tokens > 0 ? s->logits : NULL;
+}
+
 const int *gpt2_session_tokens(const gpt2_session *s, int *n) {
     if (n) *n = s->n_tokens;
     return s->tokens;
