@@ -600,6 +600,60 @@ gpt2_status gpt2_sampler_sample(gpt2_sampler *s, const float *logits,
 int gpt2_top_candidates(const float *logits, int vocab_size, int k,
                         int *ids, float *logprobs);
 
+/* ----------------------------------------------------------- beam search */
+/* (gpt2_beam_*; see src/beam.c) */
+/* end of beam search */
+
+/* ------------------------------------------------------------- attention */
+
+/* The attention weights of every layer and head for one text: which
+   earlier tokens each token attends to (the tutorial's "it -> a robot").
+   Captured by one forward pass; exported as JSON, a self-contained HTML
+   page, or an SVG/PNG heatmap of one layer and head. */
+typedef struct gpt2_attention gpt2_attention;
+
+/* Runs tokens (1 <= n_tokens <= n_ctx) through m and keeps, per layer and
+   head, the (T, T) softmax weights (row = query, column = key; 0 above
+   the diagonal, the causal mask) and, with keep_scores, the raw scores
+   q.k / sqrt(head size) before the mask and softmax. Memory: n_layer *
+   n_head * T * T floats (twice with scores). */
+gpt2_status gpt2_attention_capture(const gpt2_model *m, const int *tokens,
+                                   int n_tokens, int keep_scores,
+                                   gpt2_attention **out);
+void gpt2_attention_free(gpt2_attention *a);
+
+int gpt2_attention_n_tokens(const gpt2_attention *a);
+int gpt2_attention_n_layers(const gpt2_attention *a);
+int gpt2_attention_n_heads(const gpt2_attention *a);
+/* The token ids (borrowed). */
+const int *gpt2_attention_tokens(const gpt2_attention *a);
+/* (T, T) weights of one layer and head (borrowed); NULL out of range. */
+const float *gpt2_attention_weights(const gpt2_attention *a, int layer,
+                                    int head);
+/* (T, T) raw scores (borrowed); masked cells (key after query) hold the
+   score the mask removed. NULL without keep_scores or out of range. */
+const float *gpt2_attention_scores(const gpt2_attention *a, int layer,
+                                   int head);
+
+/* Exports (t gives each token's text; it may be NULL: ids only).
+   JSON: {"tokens": [ids], "pieces": [strings], "attention":
+   [layer][head][query][key]} and, when captured, "scores" with masked
+   cells as null. HTML: one self-contained page (no network) with the head
+   view, model view, matrix view and "attends to" panel. SVG and PNG: a
+   heatmap of one layer and head with token labels. */
+gpt2_status gpt2_attention_write_json(const gpt2_attention *a,
+                                      const gpt2_tokenizer *t,
+                                      const char *path);
+gpt2_status gpt2_attention_write_html(const gpt2_attention *a,
+                                      const gpt2_tokenizer *t,
+                                      const char *path);
+gpt2_status gpt2_attention_write_svg(const gpt2_attention *a,
+                                     const gpt2_tokenizer *t, int layer,
+                                     int head, const char *path);
+gpt2_status gpt2_attention_write_png(const gpt2_attention *a,
+                                     const gpt2_tokenizer *t, int layer,
+                                     int head, const char *path);
+
 /* -------------------------------------------------------------- generate */
 
 typedef struct {
