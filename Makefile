@@ -25,7 +25,7 @@ CFLAGS   ?= $(OPT) -g
 WARN      = -Wall -Wextra -Wno-unused-parameter
 CPPFLAGS += -Iinclude -D_GNU_SOURCE -DGPT2_DATADIR='"$(PREFIX)/share/gpt2c"'
 ALLCFLAGS = -std=c11 $(WARN) $(CFLAGS) -fPIC $(shell pkg-config --cflags libpcre2-8 2>/dev/null)
-LDLIBS    = -lpcre2-8 -lcjson -lm -lpthread
+LDLIBS    = -lpcre2-8 -lcjson -lz -lm -lpthread
 
 ifeq ($(OPENMP),1)
   ALLCFLAGS += -fopenmp
@@ -65,6 +65,16 @@ benches: $(BENCH_BIN)
 $(BUILD)/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -Isrc -c $< -o $@
+
+# The attention page (web/attention.html), compiled into the library as a
+# byte array that src/attention_html.c includes.
+$(BUILD)/gen/attention_html.h: web/attention.html
+	@mkdir -p $(dir $@)
+	{ echo 'static const unsigned char attention_html[] = {'; \
+	  od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '};'; } > $@.tmp && mv $@.tmp $@
+$(BUILD)/obj/attention_html.o: $(BUILD)/gen/attention_html.h
+$(BUILD)/obj/attention_html.o: CPPFLAGS += -I$(BUILD)/gen
 
 $(BUILD)/obj/tools/%.o: tools/%.c $(HDRS)
 	@mkdir -p $(dir $@)

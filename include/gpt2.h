@@ -601,7 +601,124 @@ int gpt2_top_candidates(const float *logits, int vocab_size, int k,
                         int *ids, float *logprobs);
 
 /* ----------------------------------------------------------- beam search */
-/* (gpt2_beam_*; see src/beam.c) */
+
+/* Beam search: the sequences of highest joint probability, not one token
+   at a time (the tutorial's "sequences by joint probability"). N beams
+   are kept; at every step each beam's next-token log-probabilities
+   (log-softmax of its logits) are added to the beam's own, and the N best
+   continuations of all beams go on. The rules are Hugging Face
+   transformers' (BeamSearchScorer), made deterministic:
+   - The prompt is prefilled once, in one session; beams fork from it with
+     gpt2_session_copy (the cache is copied, not recomputed), and a beam
+     whose parent changes takes a copy of the parent's cache, while the
+     first child of each parent keeps the parent's session itself.
+   - The beams start as one (the prompt), so no two beams are ever the
+     same sequence; there may be fewer than N live beams while fewer
+     distinct continuations exist (num_beams may exceed the vocabulary).
+   - Each step ranks all continuations by score (ties: lower beam, then
+     lower token id first) and looks at the best 2 N. A continuation by
+     the end token (eot_token, when stop_at_eot) finishes a hypothesis,
+     but only when it ranks among the best N (Hugging Face's rule); the
+     others become the next beams, at most N.
+   - A finished hypothesis is scored with Hugging Face's length penalty:
+     score = logprob / n_tokens ^ length_penalty, where logprob is the
+     sum of its tokens' log-probabilities and n_tokens counts the tokens
+     generated, the end token included. length_penalty > 0 favours longer
+     sequences (their sum is negative), < 0 shorter ones, 0 ignores
+     length. The pool keeps the num_beams best hypotheses.
+   - Stopping: early_stopping = 1 stops once num_beams hypotheses are
+     finished. early_stopping = 0 (Hugging Face's default heuristic) stops
+     once num_beams are finished and the worst of them scores at least the
+     best continuation of this step divided by the current length ^
+     length_penalty (the best a live beam could score if it ended now;
+     with length_penalty > 0 a longer one could in principle still do
+     better, as in Hugging Face). Otherwise the search runs to
+     max_new_tokens, where the live beams join the pool as they are.
+   - no_repeat_ngram n: a token that would complete an n-gram already in
+     the beam's sequence (prompt and generated tokens, as Hugging Face)
+     gets probability 0. A beam left without any allowed token drops out;
+     if no beam has one, the live beams finish as they are.
+   - Long sequences: when prompt + generated tokens outgrow the context,
+     each beam's window slides as in gpt2_generate (the session keeps the
+     most recent n_ctx / 2 tokens and runs them again), so the model sees
+     a truncated history from then on; scores keep adding what the model
+     gives. A prompt longer than the context is cut to its last n_ctx
+     tokens the same way. The n-gram rule still sees the whole sequence.
+   Memory: one session (KV cache of n_ctx positions) per live beam, made
+   as needed, plus num_beams x max_new_tokens ids and floats, twice.
+   Cost: one decode step per live beam per token. With num_beams = 1 the
+   result is greedy decoding (gpt2_generate at temperature 0). */
+
+#define GPT2_BEAM_MAX 65536 /* the largest num_beams */
+
+typedef struct {
+    int num_beams;        /* N, 1 .. GPT2_BEAM_MAX (default 4) */
+    int num_return;       /* hypotheses returned, 1 .. num_beams (1) */
+    int max_new_tokens;   /* tokens generated at most, >= 0 (64) */
+    float length_penalty; /* exponent of the length in the score; any
+                             finite value (default 1) */
+    int no_repeat_ngram;  /* n >= 1: never repeat an n-gram; 0: off (0) */
+    int early_stopping;   /* 1: stop when num_beams hypotheses are done;
+                             0: the heuristic above (default 0) */
+    int stop_at_eot;      /* the end token finishes a hypothesis (1) */
+    int eot_token;        /* the end token; -1 (default): the model's
+                             tokenizer's <|endoftext|>, none without a
+                             tokenizer */
+    int kv_cache;         /* 0: every beam recomputes its window at each
+                             step (slow, same result) (default 1) */
+} gpt2_beam_params;
+
+gpt2_beam_params gpt2_beam_defaults(void);
+
+/* One finished hypothesis. */
+typedef struct {
+    int *tokens;       /* the generated ids (not the prompt), n_tokens; the
+                          last is the end token when ended_at_eot */
+    float *logprobs;   /* each token's log-probability under the model's
+                          softmax (n_tokens) */
+    int n_tokens;
+    int ended_at_eot;  /* 1: ended with the end token; 0: max length */
+    double logprob;    /* the sum of logprobs: the joint log-probability */
+    double score;      /* logprob / n_tokens ^ length_penalty (logprob
+                          when n_tokens is 0) */
+} gpt2_beam_hyp;
+
+typedef struct {
+    int n;              /* hypotheses, num_return or fewer when fewer
+                           distinct sequences exist (max_new_tokens 0
+                           gives one, empty) */
+    gpt2_beam_hyp *hyp; /* n of them, best score first (ties: the one
+                           finished first) */
+    int n_steps;        /* steps the search made (tokens per beam) */
+} gpt2_beam_result;
+
+/* What the search tells the caller after each step: the live beams that
+   go on, best first. Everything is borrowed for the call only. */
+typedef struct {
+    int index;                /* the step just made; 0 for the first token */
+    int n_beams;              /* live beams (>= 1) */
+    const int *const *tokens; /* tokens[b]: beam b's index + 1 generated ids */
+    const double *logprobs;   /* logprobs[b]: the sum of their log-probs */
+    int n_finished;           /* hypotheses in the pool (<= num_beams) */
+} gpt2_beam_step;
+
+/* Return non-zero to stop: the live beams then join the pool as if
+   max_new_tokens had been reached. */
+typedef int (*gpt2_beam_step_fn)(void *user, const gpt2_beam_step *step);
+
+/* Runs beam search from prompt (n_prompt >= 1 ids) on m. on_step may be
+   NULL. On success *out owns the result; free it with
+   gpt2_beam_result_free. Errors: GPT2_ERR_ARG for a bad parameter
+   (num_beams out of range, num_return > num_beams, a length penalty that
+   is not finite, a negative count, eot_token outside the vocabulary) or a
+   prompt id out of range; GPT2_ERR_NOMEM. Sessions are the search's own:
+   several searches may share one model in different threads. */
+gpt2_status gpt2_beam_search(const gpt2_model *m, const int *prompt,
+                             int n_prompt, const gpt2_beam_params *p,
+                             gpt2_beam_step_fn on_step, void *user,
+                             gpt2_beam_result **out);
+void gpt2_beam_result_free(gpt2_beam_result *r);
+
 /* end of beam search */
 
 /* ------------------------------------------------------------- attention */

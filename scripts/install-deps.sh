@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # install-deps.sh [--test]: installs what gpt2c needs from Debian's packages.
 #
-#   (no flag)  to build and run: compiler, make, pkg-config, PCRE2, cJSON and,
+#   (no flag)  to build and run: compiler, make, pkg-config, PCRE2, cJSON, zlib and,
 #              where the architecture has it, oneDNN (without it the Makefile
 #              uses gpt2c's portable GEMM).
 #   --test     also what the tests need: PyTorch and NumPy (reference tests),
 #              clang with its sanitizer and libFuzzer runtimes, the KJV text,
 #              node + npm (gpt-3-encoder, the independent tokenizer oracle,
-#              installed into tests/tokenizer/node_modules) and chromium.
+#              installed into tests/tokenizer/node_modules), chromium and
+#              playwright-core, which drives it in the browser test
+#              (into tests/browser/node_modules).
 #
 # Idempotent: asks dpkg what is missing, and only then runs apt-get update
 # and apt-get install. Runs apt as root, or through sudo.
@@ -19,7 +21,7 @@ want_test=0
 for arg in "$@"; do
     case "$arg" in
         --test) want_test=1 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "install-deps.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -27,7 +29,7 @@ done
 say()  { echo "install-deps: $*"; }
 die()  { echo "install-deps: error: $*" >&2; exit 1; }
 
-base_pkgs=(gcc make pkg-config libpcre2-dev libcjson-dev)
+base_pkgs=(gcc make pkg-config libpcre2-dev libcjson-dev zlib1g-dev)
 test_pkgs=(python3-torch python3-numpy clang libclang-rt-14-dev bible-kjv
            nodejs npm chromium)
 # Debian builds oneDNN on these architectures only.
@@ -106,12 +108,8 @@ fi
 
 [ $want_test = 1 ] || exit 0
 
-# npm packages, project-local: tests/tokenizer/package.json pins them.
-npm_dir=tests/tokenizer
-if [ ! -f "$npm_dir/package.json" ]; then
-    say "no $npm_dir/package.json: no npm packages to install"
-    exit 0
-fi
+# npm packages, project-local: each directory's package.json pins them
+# (tests/tokenizer: gpt-3-encoder; tests/browser: playwright-core).
 # Complete when every dependency named in package.json has its package.json.
 npm_complete() {
     node -e '
@@ -121,11 +119,18 @@ npm_complete() {
         const deps = Object.keys(Object.assign({}, pkg.dependencies, pkg.devDependencies));
         const lost = deps.filter(d => !fs.existsSync(path.join(dir, "node_modules", d, "package.json")));
         process.exit(lost.length ? 1 : 0);
-    ' "$npm_dir"
+    ' "$1"
 }
-if npm_complete; then
-    say "npm packages in $npm_dir/node_modules: all present"
-else
+npm_install() {
+    local npm_dir=$1 npm_cmd
+    if [ ! -f "$npm_dir/package.json" ]; then
+        say "no $npm_dir/package.json: no npm packages to install"
+        return 0
+    fi
+    if npm_complete "$npm_dir"; then
+        say "npm packages in $npm_dir/node_modules: all present"
+        return 0
+    fi
     # With a lock file, install exactly it; without, write none into the tree.
     if [ -f "$npm_dir/package-lock.json" ]; then
         npm_cmd=(npm ci --prefix "$npm_dir" --no-audit --no-fund)
@@ -134,5 +139,8 @@ else
     fi
     say "${npm_cmd[*]}"
     "${npm_cmd[@]}" || die "${npm_cmd[*]} failed"
-    npm_complete || die "npm packages still missing in $npm_dir/node_modules"
-fi
+    npm_complete "$npm_dir" || die "npm packages still missing in $npm_dir/node_modules"
+}
+for npm_dir in tests/tokenizer tests/browser; do
+    npm_install "$npm_dir"
+done

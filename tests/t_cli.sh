@@ -189,7 +189,9 @@ check "--show-probs 50257 --json: all pieces, valid UTF-8 JSON" \
 run "$G" generate -m "$M" --unconditional -n 5 --seed 1 --json
 check "--unconditional starts from <|endoftext|>" \
     test "$(json_get "$tmp/out" 'd["prompt_tokens"]')" = "[50256]"
-STDIN="$tmp/g.json" run "$G" generate -m "$M" -n 3 --seed 1
+# (not --json's output: with "choices" it outgrows this model's context)
+printf 'A prompt that comes on stdin' > "$tmp/stdin.txt"
+STDIN="$tmp/stdin.txt" run "$G" generate -m "$M" -n 3 --seed 1
 check "the prompt from stdin" test $rc = 0 -a -s "$tmp/out"
 printf 'Once upon a time' > "$tmp/prompt.txt"
 run "$G" generate -m "$M" --prompt-file "$tmp/prompt.txt" -n 24 --seed 4
@@ -201,6 +203,112 @@ run "$G" --threads 1 generate -m "$M64" -p "In the beginning" -n 10000 --ignore-
     --seed 1 --json
 check "10,000 tokens from a model with n_ctx 64 (the window slides)" \
     test $rc = 0 -a "$(json_get "$tmp/out" 'len(d["tokens"])')" = 10000
+
+# ------------------------------------------------------------ beam search
+gen a --temperature 0
+gen b --beams 1
+check "--beams 1 gives the greedy text (--temperature 0)" test -n "$a" -a "$a" = "$b"
+gen b --beams 1 --no-kv-cache
+check "--beams 1 --no-kv-cache gives the same text" test "$a" = "$b"
+gen b --beams 1 --echo
+check "--beams --echo prints the prompt first" test "$b" = "The meaning of life is$a"
+run "$G" generate -m "$M" -p "The meaning of life is" -n 8 --beams 3 --num-return 3 --json
+cp "$tmp/out" "$tmp/beams.json"
+cat > "$tmp/beams.py" <<'PYEOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+c = d["choices"]
+ok = len(c) == 3 and d["num_beams"] == 3
+ok &= all({"text", "tokens", "logprob", "score"} <= set(x) for x in c)
+scores = [x["score"] for x in c]
+ok &= scores == sorted(scores, reverse=True)
+# length penalty 1: score = logprob / number of tokens
+ok &= all(abs(x["score"] - x["logprob"] / len(x["tokens"])) < 1e-6 * abs(x["score"]) for x in c)
+ok &= len({tuple(x["tokens"]) for x in c}) == 3
+ok &= d["text"] == c[0]["text"] and d["tokens"] == c[0]["tokens"]
+sys.exit(not ok)
+PYEOF
+check "--beams 3 --num-return 3 --json: 3 distinct choices, sorted by score" \
+    "$PY" "$tmp/beams.py" "$tmp/beams.json"
+run "$G" generate -m "$M" -p "The meaning of life is" -n 8 --beams 3 --num-return 3
+check "--beams 3 --num-return 3 prints [1] [2] [3] with their logprobs on stderr" \
+    test "$(grep -c '^\[[123]\] ' "$tmp/out")" = 3 -a \
+    "$(grep -c '^\[[123]\] logprob ' "$tmp/err")" = 3
+want=$(json_get "$tmp/beams.json" 'd["choices"][0]["text"]')
+check "... the first is the JSON's best" test "$(head -n 1 "$tmp/out")" = "[1] $want"
+run "$G" generate -m "$M" -p "The meaning of life is" -n 8 --beams 4
+check "--beams 4 prints the best of --num-return 4" \
+    test "$(cat "$tmp/out")" = "$want"
+run "$G" generate -m "$M" -p "Hello" -n 4 --beams 2 --show-probs 3
+check "--beams --show-probs: 3 candidates at each of the best beam's 4 steps" \
+    test "$(grep -cE '^  #[0-9]+ ' "$tmp/err")" = 12
+run "$G" generate -m "$M" -p "Hello" -n 4 --beams 2 --num-return 2 --show-probs 5 --json
+cat > "$tmp/bsteps.py" <<'PYEOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+ok = len(d["choices"]) == 2
+for c in d["choices"]:
+    ok &= len(c["steps"]) == len(c["tokens"])
+    for s, token in zip(c["steps"], c["tokens"]):
+        lp = [x["logprob"] for x in s["top"]]
+        ok &= s["token"] == token and len(lp) == 5 and lp == sorted(lp, reverse=True)
+    ok &= abs(sum(s["logprob"] for s in c["steps"]) - c["logprob"]) < 1e-4
+sys.exit(not ok)
+PYEOF
+check "--beams --show-probs --json: every choice's steps, logprobs adding up" \
+    "$PY" "$tmp/bsteps.py" "$tmp/out"
+run "$G" generate -m "$M" -p "the the the the" -n 16 --beams 3 --num-return 3 \
+    --no-repeat-ngram 2 --ignore-eos --json
+cat > "$tmp/ngram.py" <<'PYEOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+ok = len(d["choices"]) == 3
+for c in d["choices"]:
+    s = d["prompt_tokens"] + c["tokens"]
+    grams = [tuple(s[i:i + 2]) for i in range(len(s) - 1)]
+    # the prompt repeats itself; nothing generated may repeat a bigram
+    new = grams[len(d["prompt_tokens"]) - 1:]
+    ok &= len(c["tokens"]) == 16 and all(grams.count(g) == 1 for g in new)
+sys.exit(not ok)
+PYEOF
+check "--no-repeat-ngram 2: no generated bigram occurs twice" "$PY" "$tmp/ngram.py" "$tmp/out"
+run "$G" generate -m "$M" -p "Hello" -n 6 --beams 3 --num-return 2 \
+    --length-penalty 0.5 --early-stopping --json
+check "--length-penalty 0.5: score = logprob / length^0.5" \
+    json_get "$tmp/out" \
+    'exit(not all(abs(c["score"] - c["logprob"] / len(c["tokens"]) ** 0.5) < 1e-5 * abs(c["score"]) for c in d["choices"]))'
+run "$G" --threads 1 generate -m "$M64" -p "In the beginning" -n 100 --beams 2 \
+    --ignore-eos --json
+check "--beams past the context (n_ctx 64, 100 tokens: the windows slide)" \
+    test $rc = 0 -a "$(json_get "$tmp/out" 'len(d["tokens"])')" = 100
+
+# --num-return with sampling: independent samples with seeds S, S+1, ...
+run "$G" generate -m "$M" -p "Hello" -n 6 --seed 7 --num-return 3 --json
+cp "$tmp/out" "$tmp/samples.json"
+check "--num-return 3 (sampling): seeds 7, 8, 9, sorted by logprob" \
+    json_get "$tmp/samples.json" \
+    'exit(not (sorted(c["seed"] for c in d["choices"]) == [7, 8, 9] and [c["logprob"] for c in d["choices"]] == sorted((c["logprob"] for c in d["choices"]), reverse=True)))'
+s8=$(json_get "$tmp/samples.json" '[c["text"] for c in d["choices"] if c["seed"] == 8][0]')
+run "$G" generate -m "$M" -p "Hello" -n 6 --seed 8
+check "... the sample with seed 8 is what --seed 8 alone gives" test "$s8" = "$(cat "$tmp/out")"
+run "$G" generate -m "$M" -p "Hello" -n 6 --seed 8 --json --show-probs 2
+check "one sample --json: one choice, its logprob the sum of its steps'" \
+    json_get "$tmp/out" 'exit(not (len(d["choices"]) == 1 and d["choices"][0]["tokens"] == d["tokens"] and abs(sum(s["logprob"] for s in d["steps"]) - d["choices"][0]["logprob"]) < 1e-4))'
+
+expect_error "--beams 0" "$G" generate -m "$M" -p hi --beams 0
+expect_error "--beams x" "$G" generate -m "$M" -p hi --beams x
+expect_error "--num-return > --beams" "$G" generate -m "$M" -p hi --beams 3 --num-return 4
+expect_error "--num-return 0" "$G" generate -m "$M" -p hi --num-return 0
+expect_error "--length-penalty nan" "$G" generate -m "$M" -p hi --beams 2 --length-penalty nan
+expect_error "--no-repeat-ngram -1" "$G" generate -m "$M" -p hi --beams 2 --no-repeat-ngram -1
+expect_error "--length-penalty without --beams" "$G" generate -m "$M" -p hi --length-penalty 2
+expect_error "--temperature with --beams" "$G" generate -m "$M" -p hi --beams 2 --temperature 0.5
+expect_error "--stop with --beams" "$G" generate -m "$M" -p hi --beams 2 --stop x
+for bad in "--beams 0" "--beams 3 --num-return 4" "--beams 2 --length-penalty nan"; do
+    # shellcheck disable=SC2086
+    run "$G" generate -m "$M" -p hi $bad
+    check "$bad exits 2 (a usage error)" test $rc = 2
+done
 
 # ------------------------------------------------------- tokenize/detokenize
 printf 'Hello, w\xc3\xb6rld! \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x98\x80' > "$tmp/u.txt"

@@ -22,11 +22,24 @@ int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+int cmd_attention(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_prepare(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_summarize(int argc, char **argv);
+int cmd_translate(int argc, char **argv);
+
+/* The sentence rule of summarize and translate (in cmd_summarize.c): the
+   first sentence of s[0..n) is [*begin, *end), leading and trailing
+   whitespace excluded. It ends at '.', '!' or '?' (with any closing
+   quotes or brackets) followed by whitespace, or at a line break. When
+   the text is final, its end ends a sentence too; when it may still grow,
+   an unfinished sentence is not one yet. false when there is none. */
+bool app_sentence(const char *s, size_t n, bool final, size_t *begin,
+                  size_t *end);
 
 /* ---------------------------------------------------------------- errors */
 

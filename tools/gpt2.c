@@ -19,12 +19,19 @@ static const command commands[] = {
     {"tokenize", cmd_tokenize, "text -> token ids (or id<TAB>piece lines)"},
     {"detokenize", cmd_detokenize, "token ids -> text, byte for byte"},
     {"eval", cmd_eval, "loss and perplexity of a model on a text file"},
+    {"score", cmd_score, "the log-probability of every token of a text"},
+    {"attention", cmd_attention,
+     "attention weights of a text: JSON, HTML page, SVG/PNG heatmap"},
     {"init", cmd_init, "make a model with GPT-2's random initialisation"},
     {"convert", cmd_convert,
      "llm.c .bin -> model directory, or model directory -> llm.c .bin"},
     {"info", cmd_info, "a model's config, storage and parameter counts"},
     {"prepare", cmd_prepare, "text files -> token shards for training"},
     {"train", cmd_train, "train or fine-tune a model on token shards"},
+    {"summarize", cmd_summarize,
+     "the GPT-2 paper's zero-shot summary: article + TL;DR:"},
+    {"translate", cmd_translate,
+     "the GPT-2 paper's few-shot translation from example pairs"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
