@@ -752,12 +752,22 @@ const float *gpt2_attention_weights(const gpt2_attention *a, int layer,
 const float *gpt2_attention_scores(const gpt2_attention *a, int layer,
                                    int head);
 
-/* Exports (t gives each token's text; it may be NULL: ids only).
-   JSON: {"tokens": [ids], "pieces": [strings], "attention":
-   [layer][head][query][key]} and, when captured, "scores" with masked
-   cells as null. HTML: one self-contained page (no network) with the head
-   view, model view, matrix view and "attends to" panel. SVG and PNG: a
-   heatmap of one layer and head with token labels. */
+/* Exports (t gives each token's text; it may be NULL: ids only). Layers
+   and heads count from 0. Files are written to a temporary name and
+   renamed into place.
+   JSON: {"tokens": [ids], "pieces": [strings], "n_layer", "n_head",
+   "attention": [layer][head][query][key]} and, when captured, "scores"
+   with masked cells as null; numbers as %.6g; a piece that is not valid
+   UTF-8 has U+FFFD in place of the bad bytes, an unknown id a null piece.
+   Streamed: memory stays bounded however large the capture.
+   HTML: one self-contained page (no network) with the head view, model
+   view, matrix view and "attends to" panel.
+   SVG and PNG: a heatmap of one layer and head, white (0) to dark blue
+   (1) on a fixed scale so maps compare, masked cells grey, with a colour
+   bar and token labels (PNG: up to 96 tokens, ASCII in a small bitmap
+   font; SVG: tooltips per cell up to 128 tokens). The PNG carries a tEXt
+   chunk "gpt2c-heatmap" giving the grid's position, so tools can read the
+   values back. */
 gpt2_status gpt2_attention_write_json(const gpt2_attention *a,
                                       const gpt2_tokenizer *t,
                                       const char *path);

@@ -141,7 +141,7 @@ if ! skipped asan; then
     multi asan "$logs/asan.log" make --no-print-directory -j"$ncpu" asan
     if [ -x build-asan/gpt2 ]; then
         ASAN_OPTIONS=detect_leaks=1 script_tests build-asan asan \
-            tests/t_reference.sh tests/t_cli.sh tests/t_train.sh tests/t_apps.sh
+            tests/t_reference.sh tests/t_cli.sh tests/t_train.sh tests/t_apps.sh tests/t_attention.sh
     fi
 fi
 

@@ -100,8 +100,10 @@ static int by_score_desc(const void *a, const void *b) {
    one; none repeating an ngram (0: any). Sorted best first. */
 static seqrec *all_hypotheses(const double *cum, int V, int L, int eot, float lp,
                               const int *prompt, int P, int ngram, int *count) {
-    int n_full = ipow(V, L), n = 0;
-    seqrec *out = calloc((size_t)n_full * L, sizeof(seqrec));
+    int n = 0;
+    size_t cap = (size_t)L;
+    for (int l = 0; l < L; l++) cap *= (size_t)V;
+    seqrec *out = calloc(cap, sizeof(seqrec));
     for (int len = 1; len <= L; len++)
         for (int i = 0; i < ipow(V, len); i++) {
             seqrec s = {.n = len};
@@ -286,6 +288,65 @@ static void test_more_beams_than_vocab(void) {
 
 /* ------------------------------------------------------------- greedy */
 
+/* Greedy decoding as gpt2_generate does it: prefill, then the sampler at
+   temperature 0 and one decode step per token. (gpt2_generate_ids itself
+   is compared below on a model with GPT-2's tokenizer.) */
+static void greedy(const gpt2_model *m, const int *prompt, int P, int n, int *ids) {
+    gpt2_sampler_params sp = gpt2_sampler_defaults();
+    sp.temperature = 0;
+    gpt2_sampler *smp = NULL;
+    gpt2_session *s = NULL;
+    const float *lg = NULL;
+    CHECK_OK(gpt2_sampler_new(&sp, gpt2_model_config(m)->vocab_size, &smp));
+    CHECK_OK(gpt2_session_new(m, NULL, &s));
+    CHECK_OK(gpt2_session_prefill(s, prompt, P, &lg));
+    for (int i = 0; i < n; i++) {
+        CHECK_OK(gpt2_sampler_sample(smp, lg, NULL, 0, &ids[i], NULL));
+        if (i + 1 < n) CHECK_OK(gpt2_session_step(s, ids[i], &lg));
+    }
+    gpt2_session_free(s);
+    gpt2_sampler_free(smp);
+}
+
+/* One beam is greedy decoding, also past the context (both slide), and
+   with an end token it stops where greedy first takes it. */
+static void test_one_beam_is_greedy(void) {
+    int V = 9, prompt[] = {1, 2, 3, 4, 5}, ids[30];
+    gpt2_model *m = tiny_model(V, 12, 41);
+    greedy(m, prompt, 5, 30, ids);
+    gpt2_beam_params p = gpt2_beam_defaults();
+    p.num_beams = 1;
+    p.max_new_tokens = 30;
+    p.stop_at_eot = 0;
+    gpt2_beam_result *r = NULL;
+    CHECK_OK(gpt2_beam_search(m, prompt, 5, &p, NULL, NULL, &r));
+    if (r) {
+        CHECK(r->n == 1 && r->hyp[0].n_tokens == 30);
+        CHECK(memcmp(r->hyp[0].tokens, ids, sizeof(int) * 30) == 0);
+    }
+    gpt2_beam_result_free(r);
+
+    /* the end token: a token greedy first takes at step k > 0 */
+    int k = -1;
+    for (int i = 1; i < 30 && k < 0; i++) {
+        bool seen = false;
+        for (int j = 0; j < i; j++) seen |= ids[j] == ids[i];
+        if (!seen) k = i;
+    }
+    CHECK(k > 0);
+    if (k > 0) {
+        p.eot_token = ids[k];
+        p.stop_at_eot = 1;
+        CHECK_OK(gpt2_beam_search(m, prompt, 5, &p, NULL, NULL, &r));
+        if (r) {
+            CHECK(r->n == 1 && r->hyp[0].n_tokens == k + 1 && r->hyp[0].ended_at_eot);
+            CHECK(memcmp(r->hyp[0].tokens, ids, sizeof(int) * (k + 1)) == 0);
+        }
+        gpt2_beam_result_free(r);
+    }
+    gpt2_model_free(m);
+}
+
 typedef struct {
     int ids[256];
     float lps[256];
@@ -301,52 +362,41 @@ static int collect(void *user, const gpt2_step *st) {
     return 0;
 }
 
-/* One beam is greedy decoding, also past the context (both slide), and
-   with an end token it stops where greedy first takes it. */
-static void test_one_beam_is_greedy(void) {
-    int V = 9, prompt[] = {1, 2, 3, 4, 5};
-    gpt2_model *m = tiny_model(V, 12, 41);
+/* With GPT-2's tokenizer (its <|endoftext|> ends a beam) against
+   gpt2_generate_ids at temperature 0, past a 32-token context. */
+static void test_one_beam_is_generate(void) {
+    gpt2_tokenizer *tok = NULL;
+    CHECK_OK(gpt2_tokenizer_load("assets/tokenizer", &tok));
+    if (!tok) return;
+    gpt2_config c = {.n_layer = 1, .n_head = 2, .n_embd = 32, .n_ctx = 32,
+                     .vocab_size = 50257, .layer_norm_epsilon = 1e-5f};
+    gpt2_model *m = NULL;
+    CHECK_OK(gpt2_model_init(&c, 9, &m));
+    gpt2_model_set_tokenizer(m, tok);
+    int prompt[] = {464, 3290, 286, 1204, 318}; /* "The meaning of life is" */
     gpt2_generate_params g = gpt2_generate_defaults();
     g.sampler.temperature = 0;
-    g.max_new_tokens = 30;
-    collected *c = calloc(1, sizeof *c);
-    CHECK_OK(gpt2_generate_ids(m, prompt, 5, &g, collect, c, NULL));
-    CHECK(c->n == 30);
-
+    g.max_new_tokens = 40;
+    collected *col = calloc(1, sizeof *col);
+    CHECK_OK(gpt2_generate_ids(m, prompt, 5, &g, collect, col, NULL));
     gpt2_beam_params p = gpt2_beam_defaults();
     p.num_beams = 1;
-    p.max_new_tokens = 30;
-    p.stop_at_eot = 0;
+    p.max_new_tokens = 40;
     gpt2_beam_result *r = NULL;
     CHECK_OK(gpt2_beam_search(m, prompt, 5, &p, NULL, NULL, &r));
     if (r) {
-        CHECK(r->n == 1 && r->hyp[0].n_tokens == 30);
-        CHECK(memcmp(r->hyp[0].tokens, c->ids, sizeof(int) * 30) == 0);
+        /* greedy stops before <|endoftext|>; the beam's hypothesis ends with it */
+        const gpt2_beam_hyp *h = &r->hyp[0];
+        CHECK(h->n_tokens == col->n + h->ended_at_eot);
+        CHECK(!h->ended_at_eot || h->tokens[col->n] == 50256);
+        CHECK(memcmp(h->tokens, col->ids, sizeof(int) * col->n) == 0);
         double sum = 0;
-        for (int i = 0; i < 30; i++) sum += c->lps[i];
-        CHECK_NEAR(r->hyp[0].logprob, sum, 1e-4);
+        for (int i = 0; i < col->n; i++) sum += col->lps[i];
+        if (h->ended_at_eot) sum += h->logprobs[col->n];
+        CHECK_NEAR(h->logprob, sum, 1e-4);
     }
     gpt2_beam_result_free(r);
-
-    /* the end token: a token greedy first takes at step k > 0 */
-    int k = -1;
-    for (int i = 1; i < 30 && k < 0; i++) {
-        bool seen = false;
-        for (int j = 0; j < i; j++) seen |= c->ids[j] == c->ids[i];
-        if (!seen) k = i;
-    }
-    CHECK(k > 0);
-    if (k > 0) {
-        p.eot_token = c->ids[k];
-        p.stop_at_eot = 1;
-        CHECK_OK(gpt2_beam_search(m, prompt, 5, &p, NULL, NULL, &r));
-        if (r) {
-            CHECK(r->n == 1 && r->hyp[0].n_tokens == k + 1 && r->hyp[0].ended_at_eot);
-            CHECK(memcmp(r->hyp[0].tokens, c->ids, sizeof(int) * (k + 1)) == 0);
-        }
-        gpt2_beam_result_free(r);
-    }
-    free(c);
+    free(col);
     gpt2_model_free(m);
 }
 
@@ -581,6 +631,7 @@ int main(void) {
     test_exhaustive_no_repeat();
     test_more_beams_than_vocab();
     test_one_beam_is_greedy();
+    test_one_beam_is_generate();
     test_narrow_search();
     test_no_repeat_ngram();
     test_callback_and_determinism();
