@@ -761,7 +761,10 @@ const float *gpt2_attention_scores(const gpt2_attention *a, int layer,
    UTF-8 has U+FFFD in place of the bad bytes, an unknown id a null piece.
    Streamed: memory stays bounded however large the capture.
    HTML: one self-contained page (no network) with the head view, model
-   view, matrix view and "attends to" panel.
+   view, matrix view and "attends to" panel; the capture is embedded in it
+   as JSON (format in web/attention.html). GPT2_ERR_ARG when that data
+   would pass 384 MiB, more than a browser reads: capture fewer tokens or
+   leave out the scores.
    SVG and PNG: a heatmap of one layer and head, white (0) to dark blue
    (1) on a fixed scale so maps compare, masked cells grey, with a colour
    bar and token labels (PNG: up to 96 tokens, ASCII in a small bitmap

@@ -20,7 +20,9 @@
    Only the lower triangle of the weights is stored (the rest is 0 by the
    causal mask); the scores are whole, since the matrix view shows the
    cells the mask removes. Base64 keeps the floats exact at 5.3 bytes each
-   (JSON numbers take about 10) and the browser decodes it quickly. */
+   (JSON numbers take about 10) and the browser decodes it quickly. The
+   page's size limits, and how it stays responsive on long texts, are in
+   web/attention.html's header comment. */
 #include "internal.h"
 
 #include <string.h>
