@@ -630,6 +630,11 @@ static int setup_new(run *x, train_options *o) {
     if (r->tp.seq_len == 0) r->tp.seq_len = c->n_ctx < 1024 ? c->n_ctx : 1024;
     if (r->tp.seq_len > c->n_ctx)
         return cli_usage_error(CMD, "--seq-len %d exceeds the model's context %d", r->tp.seq_len, c->n_ctx);
+    if (r->tp.seq_len < c->n_ctx)
+        fprintf(stderr, "gpt2 train: note: --seq-len %d is shorter than the context %d: "
+                        "positions %d..%d are not trained, and generation past %d tokens "
+                        "will suffer\n", r->tp.seq_len, c->n_ctx, r->tp.seq_len, c->n_ctx - 1,
+                r->tp.seq_len);
     snprintf(r->data, sizeof r->data, "%s", o->data);
     long bt = (long)r->tp.batch_size * r->tp.seq_len;
     r->total_batch = o->total_batch ? o->total_batch : bt;
