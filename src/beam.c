@@ -274,7 +274,7 @@ static gpt2_status finish_live(search *s, int n_gen) {
 /* ------------------------------------------------------------ stepping */
 
 /* From this step's ranked candidates: hypotheses that end go to the pool,
-   the rest (at most N) become s->next. Returns how many go on. */
+   the rest (at most N) become s->next; *n_next receives their count. */
 static gpt2_status choose_next(search *s, int n_gen, int *n_next) {
     int nn = 0, row = 1 - s->rows;
     for (int r = 0; r < s->n_top && nn < s->N; r++) {
@@ -321,7 +321,7 @@ static gpt2_status assign_slots(search *s, const beam *old, int n_old, beam *nw,
     int f = 0;
     for (int j = 0; j < n_new; j++) {
         if (nw[j].slot >= 0) continue;
-        while (s->busy[f]) f++;
+        while (f < s->N && s->busy[f]) f++;
         GPT2_ASSERT(f < s->N); /* n_new <= N beams need at most N slots */
         gpt2_status st = GPT2_OK;
         if (!s->slot[f]) st = gpt2_session_new(s->m, &s->so, &s->slot[f]);

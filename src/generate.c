@@ -24,6 +24,7 @@ typedef struct {
 } text_buf;
 
 static bool text_append(text_buf *t, const char *s, size_t n) {
+    if (n == 0) return true; /* t->buf may still be NULL */
     if (t->len + n > t->cap) {
         size_t cap = t->cap ? t->cap : 256;
         while (cap < t->len + n) cap *= 2;
@@ -71,7 +72,7 @@ static int deliver(gpt2_step_fn fn, void *user, gpt2_step *st, text_buf *t,
     st->text = t->buf ? t->buf : "";
     st->len = n;
     int r = fn ? fn(user, st) : 0;
-    memmove(t->buf, t->buf + n, t->len - n);
+    if (n) memmove(t->buf, t->buf + n, t->len - n);
     t->len -= n;
     return r;
 }

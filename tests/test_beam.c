@@ -4,9 +4,12 @@
    beams are wide enough to be exhaustive the returned sequences must be
    exactly the best by length-penalised joint log-probability, with and
    without an end token (different lengths) and with the n-gram rule.
-   Also: one beam is greedy decoding (gpt2_generate_ids at temperature 0),
-   narrow searches return consistent scores, the window slides, the step
-   callback stops, results are deterministic, and bad parameters fail. */
+   Narrow searches (beams dropping out, ends competing for the pool, the
+   stopping rules) must match a plain reference written here the way
+   Hugging Face's BeamSearchScorer reads. Also: one beam is greedy
+   decoding (gpt2_generate_ids at temperature 0), scores are what the
+   model gives when the window slides, the step callback stops, results
+   are deterministic, and bad parameters fail. */
 #include "check.h"
 #include "internal.h"
 
@@ -344,6 +347,23 @@ static void test_one_beam_is_greedy(void) {
         }
         gpt2_beam_result_free(r);
     }
+
+    /* an end token greedy never takes: one beam never ends, even where
+       the end is the runner-up (it does not rank among the best N = 1,
+       Hugging Face's rule) */
+    int absent = -1;
+    for (int t = 0; t < V && absent < 0; t++) {
+        bool seen = false;
+        for (int j = 0; j < 30; j++) seen |= ids[j] == t;
+        if (!seen) absent = t;
+    }
+    CHECK(absent >= 0);
+    p.eot_token = absent;
+    p.length_penalty = 0.0f; /* a short ending would beat the long one */
+    CHECK_OK(gpt2_beam_search(m, prompt, 5, &p, NULL, NULL, &r));
+    if (r) CHECK(r->n == 1 && r->hyp[0].n_tokens == 30 && !r->hyp[0].ended_at_eot &&
+                 memcmp(r->hyp[0].tokens, ids, sizeof(int) * 30) == 0);
+    gpt2_beam_result_free(r);
     gpt2_model_free(m);
 }
 
@@ -397,6 +417,171 @@ static void test_one_beam_is_generate(void) {
     }
     gpt2_beam_result_free(r);
     free(col);
+    gpt2_model_free(m);
+}
+
+/* ---------------------------------------------------- a plain reference */
+
+/* Beam search written the plain way, as Hugging Face's BeamSearchScorer
+   reads: every prefix recomputed by a full forward pass, all candidates
+   sorted, the pool a list. No sessions, heaps or slot juggling, so it
+   checks those. Needs P + max_new_tokens <= n_ctx. */
+typedef struct {
+    int tok[32];
+    int n;
+    double logprob, score;
+} ref_hyp;
+
+/* log-softmax of the logits after prompt + tok[0..n) */
+static void ref_logprobs(const gpt2_model *m, const int *prompt, int P,
+                         const int *tok, int n, double *out) {
+    int V = gpt2_model_config(m)->vocab_size, seq[64];
+    memcpy(seq, prompt, sizeof(int) * P);
+    memcpy(seq + P, tok, sizeof(int) * n);
+    gpt2_batch *b = NULL;
+    const float *lg = NULL;
+    CHECK_OK(gpt2_batch_new(m, 1, P + n, &b));
+    CHECK_OK(gpt2_batch_forward(b, seq, NULL, &lg, NULL));
+    const float *x = lg + (size_t)(P + n - 1) * V;
+    double mx = x[0], z = 0;
+    for (int v = 1; v < V; v++) mx = fmax(mx, x[v]);
+    for (int v = 0; v < V; v++) z += exp(x[v] - mx);
+    for (int v = 0; v < V; v++) out[v] = x[v] - mx - log(z);
+    gpt2_batch_free(b);
+}
+
+typedef struct {
+    double score, lp;
+    int beam, token;
+} ref_cand;
+
+static int ref_cand_cmp(const void *a, const void *b) {
+    const ref_cand *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    if (x->beam != y->beam) return x->beam - y->beam;
+    return x->token - y->token;
+}
+
+/* Hugging Face's BeamHypotheses.add: keep the N best (a tie keeps the
+   earlier one, which is first in the list). */
+static void ref_pool_add(ref_hyp *pool, int *n_pool, int N, const ref_hyp *h) {
+    if (*n_pool < N) {
+        pool[(*n_pool)++] = *h;
+        return;
+    }
+    int worst = 0;
+    for (int i = 1; i < N; i++)
+        if (pool[i].score <= pool[worst].score) worst = i;
+    if (h->score <= pool[worst].score) return;
+    for (int i = worst; i + 1 < N; i++) pool[i] = pool[i + 1];
+    pool[N - 1] = *h;
+}
+
+static double ref_worst(const ref_hyp *pool, int n) {
+    double w = pool[0].score;
+    for (int i = 1; i < n; i++) w = fmin(w, pool[i].score);
+    return w;
+}
+
+static int ref_hyp_cmp(const void *a, const void *b) {
+    const ref_hyp *x = a, *y = b;
+    return x->score > y->score ? -1 : x->score < y->score ? 1 : 0;
+}
+
+/* Returns the number of hypotheses written to out (best first). */
+static int ref_beam_search(const gpt2_model *m, const int *prompt, int P,
+                           const gpt2_beam_params *p, ref_hyp *out) {
+    int V = gpt2_model_config(m)->vocab_size, N = p->num_beams, n_pool = 0;
+    int eot = p->stop_at_eot ? p->eot_token : -1, n_beams = 1;
+    ref_hyp beams[64] = {{.n = 0}}, next[64], pool[64];
+    ref_cand *cands = malloc(sizeof(ref_cand) * 64 * V);
+    double *lps = malloc(sizeof(double) * V);
+    bool done = false;
+    for (int step = 0; step < p->max_new_tokens && !done && n_beams > 0; step++) {
+        int nc = 0;
+        for (int b = 0; b < n_beams; b++) {
+            ref_logprobs(m, prompt, P, beams[b].tok, step, lps);
+            for (int t = 0; t < V; t++) {
+                beams[b].tok[step] = t;
+                if (p->no_repeat_ngram &&
+                    repeats_ngram(prompt, P, beams[b].tok, step + 1, p->no_repeat_ngram))
+                    continue;
+                cands[nc++] = (ref_cand){beams[b].logprob + lps[t], lps[t], b, t};
+            }
+        }
+        qsort(cands, nc, sizeof(ref_cand), ref_cand_cmp);
+        int nn = 0;
+        for (int r = 0; r < nc && r < 2 * N && nn < N; r++) {
+            ref_hyp h = beams[cands[r].beam];
+            h.tok[step] = cands[r].token;
+            h.n = step + 1;
+            h.logprob = cands[r].score;
+            if (cands[r].token == eot) {
+                if (r >= N) continue;
+                h.score = h.logprob / pow(h.n, p->length_penalty);
+                ref_pool_add(pool, &n_pool, N, &h);
+            } else {
+                next[nn++] = h;
+            }
+        }
+        done = n_pool == N && (p->early_stopping ||
+                               ref_worst(pool, n_pool) >=
+                                   cands[0].score / pow(step + 1, p->length_penalty));
+        memcpy(beams, next, sizeof(ref_hyp) * nn);
+        n_beams = nn;
+    }
+    for (int b = 0; !done && b < n_beams; b++) {
+        beams[b].score = beams[b].logprob / pow(beams[b].n, p->length_penalty);
+        ref_pool_add(pool, &n_pool, N, &beams[b]);
+    }
+    qsort(pool, n_pool, sizeof(ref_hyp), ref_hyp_cmp);
+    int n = n_pool < p->num_return ? n_pool : p->num_return;
+    memcpy(out, pool, sizeof(ref_hyp) * n);
+    free(cands);
+    free(lps);
+    return n;
+}
+
+/* Narrow searches, where beams drop out, ends compete for the pool and
+   the stopping rule matters: the same hypotheses as the reference. */
+static void test_against_reference(void) {
+    int V = 11, prompt[] = {0, 1, 2, 3};
+    gpt2_model *m = tiny_model(V, 16, 53);
+    const float lps[] = {1.0f, 0.0f, 2.0f, -1.0f};
+    int eots[] = {5, 7, 9}, mismatches = 0, runs = 0, ended = 0;
+    for (int k = 0; k < 4; k++)
+        for (int e = 0; e < 3; e++)
+            for (int variant = 0; variant < 4; variant++) {
+                gpt2_beam_params p = gpt2_beam_defaults();
+                p.num_beams = variant == 3 ? 1 : 3 + variant;
+                p.num_return = p.num_beams;
+                p.max_new_tokens = 12;
+                p.eot_token = eots[e];
+                p.length_penalty = lps[k];
+                p.early_stopping = variant == 1;
+                p.no_repeat_ngram = variant == 2 ? 2 : 0;
+                ref_hyp want[64];
+                int n_want = ref_beam_search(m, prompt, 4, &p, want);
+                gpt2_beam_result *r = NULL;
+                CHECK_OK(gpt2_beam_search(m, prompt, 4, &p, NULL, NULL, &r));
+                if (!r) continue;
+                runs++;
+                bool same = r->n == n_want;
+                for (int i = 0; same && i < n_want; i++) {
+                    const gpt2_beam_hyp *h = &r->hyp[i];
+                    same = h->n_tokens == want[i].n &&
+                           memcmp(h->tokens, want[i].tok, sizeof(int) * want[i].n) == 0 &&
+                           fabs(h->score - want[i].score) <= 1e-4 * fmax(1, fabs(want[i].score));
+                    ended += h->ended_at_eot;
+                }
+                if (!same && mismatches++ < 3)
+                    fprintf(stderr, "  reference: lp %g, eot %d, variant %d differ\n",
+                            lps[k], eots[e], variant);
+                gpt2_beam_result_free(r);
+            }
+    printf("reference beam search: %d runs, %d differ, %d ended hypotheses\n",
+           runs, mismatches, ended);
+    CHECK(mismatches == 0 && runs == 48 && ended > 0);
     gpt2_model_free(m);
 }
 
@@ -632,6 +817,7 @@ int main(void) {
     test_more_beams_than_vocab();
     test_one_beam_is_greedy();
     test_one_beam_is_generate();
+    test_against_reference();
     test_narrow_search();
     test_no_repeat_ngram();
     test_callback_and_determinism();

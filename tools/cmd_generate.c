@@ -69,15 +69,15 @@ static void usage(FILE *f) {
 "  --beams N                keep the N most probable sequences at every step\n"
 "                           and return the best by joint log-probability;\n"
 "                           1 = greedy. Printed at the end, not streamed, with\n"
-"                           each sequence's logprob and score on stderr\n"
+"                           each sequence's logprob and score on stderr. A\n"
+"                           beam ended by <|endoftext|> counts it in its\n"
+"                           tokens, logprob and score, not in its text\n"
 "  --length-penalty X       score = logprob / length^X; > 0 favours longer\n"
 "                           sequences, < 0 shorter (default 1.0)\n"
 "  --no-repeat-ngram N      never repeat an N-gram of the prompt and text\n"
 "                           (default 0 = off)\n"
 "  --early-stopping         stop as soon as N hypotheses have ended (default:\n"
 "                           stop when no live beam can still beat them)\n"
-"The tokens of a beam that ended with <|endoftext|> include it, and so do\n"
-"its logprob and score; its text does not.\n"
             , MAX_NEW_TOKENS);
     cli_common_help(f, 27);
 }
