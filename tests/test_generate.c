@@ -95,6 +95,13 @@ int main(void) {
     CHECK_OK(gpt2_model_init(&cfg, 3, &bare));
     CHECK(gpt2_generate(bare, "Hi", &p, NULL, NULL, NULL) == GPT2_ERR_ARG);
     CHECK(strstr(gpt2_last_error(), "tokenizer") != NULL);
+    /* without a tokenizer, ids still flow and every step's text is empty */
+    collected *ids_only = calloc(1, sizeof *ids_only);
+    int one = 464, n_bare = 0;
+    p.max_new_tokens = 5;
+    CHECK_OK(gpt2_generate_ids(bare, &one, 1, &p, collect, ids_only, &n_bare));
+    CHECK(n_bare == 5 && ids_only->n_ids == 5 && ids_only->len == 0);
+    free(ids_only);
     p.sampler.top_p = 0;
     CHECK(gpt2_generate(m, "Hi", &p, NULL, NULL, NULL) == GPT2_ERR_ARG);
 
