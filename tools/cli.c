@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- errors */
@@ -475,3 +476,19 @@ int cli_load_model(const char *cmd, const char *path, bool need_tokenizer,
     *out = m;
     return CLI_OK;
 }
+
+/* A seed nobody chose: time and pid, mixed (splitmix64's finaliser), kept
+   below 2^53 so it survives any JSON reader as a number. */
+uint64_t cli_seed_from_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^
+                 ((uint64_t)getpid() << 32);
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x >> 11;
+}
+

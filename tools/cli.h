@@ -114,6 +114,10 @@ char *cli_utf8_sanitize(const char *s, size_t n);
 void cli_escape_piece(const char *s, size_t n, bool quote, char *buf,
                       size_t cap);
 
+/* A seed nobody chose: time and pid, mixed, below 2^53 so that it survives
+   any JSON reader as a number. */
+uint64_t cli_seed_from_clock(void);
+
 /* "124,439,808" into buf (at least 32 bytes). */
 const char *cli_fmt_count(size_t n, char *buf);
 

@@ -106,21 +106,6 @@ enum {
     OPT_NUM_RETURN
 };
 
-/* A seed nobody chose: time and pid, mixed (splitmix64's finaliser), kept
-   below 2^53 so it survives any JSON reader as a number. */
-static uint64_t seed_from_clock(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^
-                 ((uint64_t)getpid() << 32);
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x >> 11;
-}
-
 /* The option values whose rules are more than a range of integers. */
 static int check_sampler(const gpt2_sampler_params *s, char **texts) {
     if (!(s->temperature >= 0))
@@ -848,7 +833,7 @@ int cmd_generate(int argc, char **argv) {
         free(o.stop);
         return rc < 0 ? CLI_OK : rc; /* -1: --help */
     }
-    if (!o.seed_given) o.p.sampler.seed = seed_from_clock();
+    if (!o.seed_given) o.p.sampler.seed = cli_seed_from_clock();
 
     char *text = NULL;
     size_t len = 0;

@@ -144,17 +144,6 @@ static char *unescape(const char *s) {
     return out;
 }
 
-/* A seed nobody chose: the clock and the process id, mixed. */
-static uint64_t seed_from_clock(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^
-                 ((uint64_t)getpid() << 32);
-    x ^= x >> 31;
-    x *= 0x9e3779b97f4a7c15ull;
-    return x ^ (x >> 29);
-}
-
 static int parse_options(int argc, char **argv, sum_options *o) {
     static const struct option opts[] = {
         CLI_COMMON_OPTIONS,
@@ -303,7 +292,7 @@ static int summarize(const sum_options *o, const gpt2_model *m,
     p.max_new_tokens = o->tokens;
     p.sampler.temperature = 1.0f;
     p.sampler.top_k = o->top_k;
-    p.sampler.seed = o->seed_given ? o->seed : seed_from_clock();
+    p.sampler.seed = o->seed_given ? o->seed : cli_seed_from_clock();
     sum_state st = {.want = o->sentences};
     int rc = CLI_OK;
     if (gpt2_generate_ids(m, ids, n_ids, &p, on_step, &st, NULL) != GPT2_OK)
