@@ -44,9 +44,10 @@ mkdir -p "$dest.tmp"
 cp "$run/loss.csv" "$run/loss.svg" "$dest.tmp/"
 val_text=$("$G" eval -m "$dest.tmp" "$work/val/66-Rev.txt" --json)
 val_shard=$("$G" eval -m "$dest.tmp" --data "$work/shards" --json)
-loss=$(printf '%s' "$val_text" | sed -n 's/.*"loss": *\([0-9.]*\).*/\1/p' | head -1)
-ppl=$(printf '%s' "$val_text" | sed -n 's/.*"perplexity": *\([0-9.]*\).*/\1/p' | head -1)
-sloss=$(printf '%s' "$val_shard" | sed -n 's/.*"loss": *\([0-9.]*\).*/\1/p' | head -1)
+loss=$(printf '%s' "$val_text" | sed -n 's/.*"loss":[[:space:]]*\([0-9.]*\).*/\1/p' | head -1)
+ppl=$(printf '%s' "$val_text" | sed -n 's/.*"perplexity":[[:space:]]*\([0-9.]*\).*/\1/p' | head -1)
+sloss=$(printf '%s' "$val_shard" | sed -n 's/.*"loss":[[:space:]]*\([0-9.]*\).*/\1/p' | head -1)
+loss=$(printf '%.4f' "$loss"); ppl=$(printf '%.2f' "$ppl"); sloss=$(printf '%.4f' "$sloss")
 sample=$("$G" generate -m "$dest.tmp" -p "In the beginning" -n 60 --seed 1 --top-k 40)
 cat > "$dest.tmp/README.md" <<EOT
 # kjv: gpt2c's default model
@@ -70,7 +71,7 @@ step, validation loss every 100 steps). The weights are stored in bfloat16.
 
 A sample (\`gpt2 generate -p "In the beginning" -n 60 --seed 1\`):
 
-> In the beginning$(printf '%s' "$sample" | sed 's/^/ /' | tr '\n' ' ')
+> In the beginning$(printf '%s' "$sample" | tr '\n' ' ')
 
 ## Licence
 

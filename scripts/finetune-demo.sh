@@ -21,7 +21,7 @@ bash scripts/brown-text.sh "$work/text"
 "$G" prepare "$work/text" --val-fraction 0.05 -o "$work/shards" -q
 
 prompt="The committee said"
-loss_of() { "$G" eval -m "$1" --data "$work/shards" --json | sed -n 's/.*"loss": *\([0-9.]*\).*/\1/p' | head -1; }
+loss_of() { "$G" eval -m "$1" --data "$work/shards" --json | sed -n 's/.*"loss":[[:space:]]*\([0-9.]*\).*/\1/p' | head -1; }
 before=$(loss_of "$base")
 sample_before=$("$G" generate -m "$base" -p "$prompt" -n 40 --seed 7)
 
