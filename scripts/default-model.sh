@@ -11,7 +11,7 @@
 #     peak learning rate 1.5e-3 after 100 warm-up steps, cosine to 1.5e-4,
 #     weight decay 0.1, gradient clipping 1.0, no dropout, seed 1337; windows of
 #     the text visited in a shuffled order each epoch.
-# It takes about an hour on 2 cores. The shipped weights are bfloat16
+# It takes 30 to 60 minutes on 2 cores. The shipped weights are bfloat16
 # (halving the file; gpt2c converts them to float32 when loading).
 #
 #   bash scripts/default-model.sh [--package RUN_DIR]
