@@ -41,6 +41,8 @@ while IFS= read -r line; do
                 else
                     cat "$tmp"
                 fi
+                # a fence must start its own line
+                [ -s "$tmp" ] && [ "$(tail -c 1 "$tmp" | od -An -c | tr -d ' ')" != '\n' ] && echo
             else
                 printf '%s\n' "$line"
             fi ;;
