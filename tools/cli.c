@@ -492,3 +492,18 @@ uint64_t cli_seed_from_clock(void) {
     return x >> 11;
 }
 
+
+bool cli_text_append(cli_text *t, const char *s, size_t n) {
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->len + n + 1) cap *= 2;
+        char *g = realloc(t->text, cap);
+        if (!g) return false;
+        t->text = g;
+        t->cap = cap;
+    }
+    memcpy(t->text + t->len, s, n);
+    t->len += n;
+    t->text[t->len] = '\0';
+    return true;
+}

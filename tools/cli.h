@@ -114,6 +114,14 @@ char *cli_utf8_sanitize(const char *s, size_t n);
 void cli_escape_piece(const char *s, size_t n, bool quote, char *buf,
                       size_t cap);
 
+/* A growing NUL-terminated text, e.g. what a generation produced so far. */
+typedef struct {
+    char *text; /* malloc'd; NULL while empty */
+    size_t len, cap;
+} cli_text;
+/* Appends n bytes; false when out of memory (the text is unchanged). */
+bool cli_text_append(cli_text *t, const char *s, size_t n);
+
 /* A seed nobody chose: time and pid, mixed, below 2^53 so that it survives
    any JSON reader as a number. */
 uint64_t cli_seed_from_clock(void);

@@ -261,29 +261,18 @@ static int build_prompt(const sum_options *o, const gpt2_model *m,
 /* The text generated so far; sampling stops once it holds enough
    complete sentences, since later tokens cannot change them. */
 typedef struct {
-    char *text;
-    size_t len, cap;
+    cli_text out;
     int want;
     bool failed; /* out of memory */
 } sum_state;
 
 static int on_step(void *user, const gpt2_step *step) {
     sum_state *st = user;
-    if (st->len + step->len + 1 > st->cap) {
-        size_t cap = st->cap ? st->cap : 256;
-        while (cap < st->len + step->len + 1) cap *= 2;
-        char *t = realloc(st->text, cap);
-        if (!t) {
-            st->failed = true;
-            return 1;
-        }
-        st->text = t;
-        st->cap = cap;
+    if (!cli_text_append(&st->out, step->text, step->len)) {
+        st->failed = true;
+        return 1;
     }
-    memcpy(st->text + st->len, step->text, step->len);
-    st->len += step->len;
-    st->text[st->len] = '\0';
-    return count_sentences(st->text, st->len, false, st->want) >= st->want;
+    return count_sentences(st->out.text, st->out.len, false, st->want) >= st->want;
 }
 
 static int summarize(const sum_options *o, const gpt2_model *m,
@@ -298,17 +287,17 @@ static int summarize(const sum_options *o, const gpt2_model *m,
     if (gpt2_generate_ids(m, ids, n_ids, &p, on_step, &st, NULL) != GPT2_OK)
         rc = st.failed ? cli_error(CMD, CLI_FAIL, "out of memory")
                        : cli_lib_error(CMD, "generation failed");
-    char *summary = rc == CLI_OK ? malloc(st.len + 1) : NULL;
+    char *summary = rc == CLI_OK ? malloc(st.out.len + 1) : NULL;
     if (rc == CLI_OK && !summary) rc = cli_error(CMD, CLI_FAIL, "out of memory");
     if (rc == CLI_OK) {
-        first_sentences(st.text ? st.text : "", st.len, o->sentences, summary);
+        first_sentences(st.out.text ? st.out.text : "", st.out.len, o->sentences, summary);
         if (!*summary)
             fprintf(stderr, "gpt2 %s: the model wrote nothing after the "
                     "prompt\n", CMD);
         printf("%s\n", summary);
     }
     free(summary);
-    free(st.text);
+    free(st.out.text);
     return rc;
 }
 

@@ -278,29 +278,18 @@ static int build_prompt(const tr_options *o, const gpt2_model *m,
 /* The text generated so far; decoding stops once it holds a complete
    sentence (or, by the stop string, a line break). */
 typedef struct {
-    char *text;
-    size_t len, cap;
+    cli_text out;
     bool failed; /* out of memory */
 } tr_state;
 
 static int on_step(void *user, const gpt2_step *step) {
     tr_state *st = user;
-    if (st->len + step->len + 1 > st->cap) {
-        size_t cap = st->cap ? st->cap : 256;
-        while (cap < st->len + step->len + 1) cap *= 2;
-        char *t = realloc(st->text, cap);
-        if (!t) {
-            st->failed = true;
-            return 1;
-        }
-        st->text = t;
-        st->cap = cap;
+    if (!cli_text_append(&st->out, step->text, step->len)) {
+        st->failed = true;
+        return 1;
     }
-    memcpy(st->text + st->len, step->text, step->len);
-    st->len += step->len;
-    st->text[st->len] = '\0';
     size_t b, e;
-    return app_sentence(st->text, st->len, false, &b, &e);
+    return app_sentence(st->out.text, st->out.len, false, &b, &e);
 }
 
 static int translate(const tr_options *o, const gpt2_model *m, const int *ids,
@@ -312,15 +301,15 @@ static int translate(const tr_options *o, const gpt2_model *m, const int *ids,
     p.stop = stop;
     tr_state st = {0};
     if (gpt2_generate_ids(m, ids, n_ids, &p, on_step, &st, NULL) != GPT2_OK) {
-        free(st.text);
+        free(st.out.text);
         return st.failed ? cli_error(CMD, CLI_FAIL, "out of memory")
                          : cli_lib_error(CMD, "generation failed");
     }
     size_t b = 0, e = 0;
-    if (!app_sentence(st.text ? st.text : "", st.len, true, &b, &e))
+    if (!app_sentence(st.out.text ? st.out.text : "", st.out.len, true, &b, &e))
         fprintf(stderr, "gpt2 %s: the model wrote no translation\n", CMD);
-    printf("%.*s\n", (int)(e - b), st.text ? st.text + b : "");
-    free(st.text);
+    printf("%.*s\n", (int)(e - b), st.out.text ? st.out.text + b : "");
+    free(st.out.text);
     return CLI_OK;
 }
 
