@@ -507,3 +507,56 @@ bool cli_text_append(cli_text *t, const char *s, size_t n) {
     t->text[t->len] = '\0';
     return true;
 }
+
+int cli_encode_file(const char *cmd, const gpt2_model *m, const char *path,
+                    bool special, int **ids, size_t *n) {
+    char *text = NULL;
+    size_t len = 0;
+    *ids = NULL;
+    *n = 0;
+    int rc = cli_read_input(cmd, path, &text, &len);
+    if (rc != CLI_OK) return rc;
+    *ids = malloc((len + 1) * sizeof(int));
+    if (!*ids) rc = cli_error(cmd, CLI_FAIL, "out of memory");
+    else if (gpt2_tokenizer_encode(gpt2_model_tokenizer(m), text, len,
+                                   special ? GPT2_ENCODE_SPECIAL : 0, *ids,
+                                   len + 1, n) != GPT2_OK)
+        rc = cli_lib_error(cmd, "cannot encode '%s'", path ? path : "-");
+    free(text);
+    return rc;
+}
+
+int cli_sliding_windows(const char *cmd, gpt2_model *m, const int *ids,
+                        size_t n, int stride, cli_window_fn fn, void *user,
+                        int *windows) {
+    int n_ctx = gpt2_model_config(m)->n_ctx;
+    int T = (size_t)n_ctx < n - 1 ? n_ctx : (int)(n - 1);
+    *windows = 0;
+    gpt2_batch *b = NULL;
+    int *targets = malloc((size_t)T * sizeof(int));
+    if (!targets) return cli_error(cmd, CLI_FAIL, "out of memory");
+    if (gpt2_batch_new(m, 1, T, &b) != GPT2_OK) {
+        free(targets);
+        return cli_lib_error(cmd, "cannot make a batch of %d tokens", T);
+    }
+    /* next: the first prediction no window has made yet */
+    size_t next = 1, last_begin = n - 1 - (size_t)T;
+    int rc = CLI_OK;
+    for (size_t begin = 0; next < n && rc == CLI_OK; begin += (size_t)stride) {
+        if (begin > last_begin) begin = last_begin;
+        int first = (int)(next - begin - 1);
+        for (int i = 0; i < T; i++) targets[i] = i >= first ? ids[begin + (size_t)i + 1] : -1;
+        const float *logits;
+        float loss;
+        if (gpt2_batch_forward(b, ids + begin, targets, &logits, &loss) != GPT2_OK) {
+            rc = cli_lib_error(cmd, "forward pass failed at token %zu", begin);
+            break;
+        }
+        (*windows)++;
+        rc = fn(user, begin, T, first, logits, loss);
+        next = begin + (size_t)T + 1;
+    }
+    gpt2_batch_free(b);
+    free(targets);
+    return rc;
+}

@@ -114,6 +114,28 @@ char *cli_utf8_sanitize(const char *s, size_t n);
 void cli_escape_piece(const char *s, size_t n, bool quote, char *buf,
                       size_t cap);
 
+/* ------------------------------------------------------ scoring a text */
+
+/* Reads path ('-' or NULL: stdin) and encodes it with m's tokenizer
+   (GPT2_ENCODE_SPECIAL with special) into *ids (malloc'd, *n of them).
+   Prints errors; returns the exit code. */
+int cli_encode_file(const char *cmd, const gpt2_model *m, const char *path,
+                    bool special, int **ids, size_t *n);
+
+/* The sliding windows `gpt2 eval` and `gpt2 score` read a text with (n >=
+   2 tokens): windows of T = min(n_ctx, n - 1) inputs advancing by stride,
+   the last moved back to end at the text's end so every window is full.
+   Input i of a window predicts ids[begin + i + 1]; each prediction is made
+   once, in the first window that reaches it, so inputs before `first` in
+   a window are context only. fn gets each window's logits (T, V) and the
+   mean loss over its new predictions; a non-zero return stops with that
+   exit code. *windows counts the windows run. */
+typedef int (*cli_window_fn)(void *user, size_t begin, int T, int first,
+                             const float *logits, float loss);
+int cli_sliding_windows(const char *cmd, gpt2_model *m, const int *ids,
+                        size_t n, int stride, cli_window_fn fn, void *user,
+                        int *windows);
+
 /* A growing NUL-terminated text, e.g. what a generation produced so far. */
 typedef struct {
     char *text; /* malloc'd; NULL while empty */

@@ -110,72 +110,20 @@ static int parse_options(int argc, char **argv, eval_options *o) {
     return CLI_OK;
 }
 
-/* The file's tokens. */
-static int encode_file(const eval_options *o, const gpt2_model *m, int **ids,
-                       size_t *n) {
-    char *text = NULL;
-    size_t len = 0;
-    int rc = cli_read_input(CMD, o->file, &text, &len);
-    if (rc != CLI_OK) return rc;
-    *ids = malloc((len + 1) * sizeof(int));
-    if (!*ids) rc = cli_error(CMD, CLI_FAIL, "out of memory");
-    else if (gpt2_tokenizer_encode(gpt2_model_tokenizer(m), text, len,
-                                   o->special ? GPT2_ENCODE_SPECIAL : 0, *ids,
-                                   len + 1, n) != GPT2_OK)
-        rc = cli_lib_error(CMD, "cannot encode '%s'", o->file);
-    else if (*n < 2)
-        rc = cli_error(CMD, CLI_FAIL, "'%s' has %zu token%s; scoring needs at "
-                       "least 2 (the first is context only)", o->file, *n,
-                       *n == 1 ? "" : "s");
-    free(text);
-    return rc;
-}
-
 typedef struct {
     double sum;      /* nats, over all scored predictions */
     size_t n_scored;
     int windows;
 } eval_result;
 
-/* Scores predictions 1..n-1 of ids. Windows hold T inputs (the last
-   window is moved back to end at the text's end, so every window is
-   full); the target of input i is ids[i + 1]; a target already scored,
-   or before `next`, is masked with -1. */
-static int score(gpt2_model *m, const int *ids, size_t n, int stride,
-                 eval_result *r) {
-    int n_ctx = gpt2_model_config(m)->n_ctx;
-    int T = (size_t)n_ctx < n - 1 ? n_ctx : (int)(n - 1);
-    gpt2_batch *b = NULL;
-    int *targets = malloc((size_t)T * sizeof(int));
-    if (!targets) return cli_error(CMD, CLI_FAIL, "out of memory");
-    if (gpt2_batch_new(m, 1, T, &b) != GPT2_OK) {
-        free(targets);
-        return cli_lib_error(CMD, "cannot make a batch of %d tokens", T);
-    }
-    size_t next = 1, last_begin = n - 1 - (size_t)T;
-    int rc = CLI_OK;
-    for (size_t begin = 0; next < n; begin += (size_t)stride) {
-        if (begin > last_begin) begin = last_begin;
-        int count = 0;
-        for (int i = 0; i < T; i++) {
-            size_t t = begin + (size_t)i + 1; /* index of the target */
-            targets[i] = t >= next ? ids[t] : -1;
-            count += t >= next;
-        }
-        float loss;
-        if (gpt2_batch_forward(b, ids + begin, targets, NULL, &loss) !=
-            GPT2_OK) {
-            rc = cli_lib_error(CMD, "forward pass failed at token %zu", begin);
-            break;
-        }
-        r->sum += (double)loss * count;
-        r->n_scored += (size_t)count;
-        r->windows++;
-        next = begin + (size_t)T + 1;
-    }
-    gpt2_batch_free(b);
-    free(targets);
-    return rc;
+/* Adds one window's new predictions to the total. */
+static int add_window(void *user, size_t begin, int T, int first,
+                      const float *logits, float loss) {
+    eval_result *r = user;
+    (void)begin, (void)logits;
+    r->sum += (double)loss * (T - first);
+    r->n_scored += (size_t)(T - first);
+    return CLI_OK;
 }
 
 /* Scores consecutive windows of T tokens of a split's shards. */
@@ -430,8 +378,13 @@ int cmd_eval(int argc, char **argv) {
     } else if (rc == CLI_OK && o.data) {
         rc = score_shards(m, &o, &r);
     } else {
-        if (rc == CLI_OK) rc = encode_file(&o, m, &ids, &n);
-        if (rc == CLI_OK) rc = score(m, ids, n, stride, &r);
+        if (rc == CLI_OK) rc = cli_encode_file(CMD, m, o.file, o.special, &ids, &n);
+        if (rc == CLI_OK && n < 2)
+            rc = cli_error(CMD, CLI_FAIL, "'%s' has %zu token%s; scoring needs at "
+                           "least 2 (the first is context only)", o.file, n,
+                           n == 1 ? "" : "s");
+        if (rc == CLI_OK)
+            rc = cli_sliding_windows(CMD, m, ids, n, stride, add_window, &r, &r.windows);
     }
     if (rc == CLI_OK && !o.task) rc = print_result(&o, &r, stride);
     free(ids);

@@ -74,25 +74,6 @@ static int parse_options(int argc, char **argv, score_options *o) {
     return CLI_OK;
 }
 
-static int encode_file(const score_options *o, const gpt2_model *m, int **ids,
-                       size_t *n) {
-    char *text = NULL;
-    size_t len = 0;
-    int rc = cli_read_input(CMD, o->file, &text, &len);
-    if (rc != CLI_OK) return rc;
-    *ids = malloc((len + 1) * sizeof(int));
-    if (!*ids) rc = cli_error(CMD, CLI_FAIL, "out of memory");
-    else if (gpt2_tokenizer_encode(gpt2_model_tokenizer(m), text, len,
-                                   o->special ? GPT2_ENCODE_SPECIAL : 0, *ids,
-                                   len + 1, n) != GPT2_OK)
-        rc = cli_lib_error(CMD, "cannot encode '%s'", o->file);
-    else if (*n == 0)
-        rc = cli_error(CMD, CLI_FAIL, "'%s' is empty: no tokens to score",
-                       o->file);
-    free(text);
-    return rc;
-}
-
 /* log softmax(row)[target], in double: one row of V logits. */
 static double token_logprob(const float *row, int V, int target) {
     float mx = row[0];
@@ -102,38 +83,23 @@ static double token_logprob(const float *row, int V, int target) {
     return (double)row[target] - mx - log(sum);
 }
 
-/* lp[t] for t = 1..n-1 (lp[0] is the first token's, and stays NAN), by
-   the windows of `gpt2 eval`: T inputs each, the last moved back to end
-   at the text's end; a target already scored is not scored again. */
-static int score(gpt2_model *m, const int *ids, size_t n, int stride,
-                 double *lp, int *windows) {
-    int n_ctx = gpt2_model_config(m)->n_ctx, V = gpt2_model_config(m)->vocab_size;
-    for (size_t i = 0; i < n; i++) lp[i] = NAN;
-    *windows = 0;
-    if (n < 2) return CLI_OK;
-    int T = (size_t)n_ctx < n - 1 ? n_ctx : (int)(n - 1);
-    gpt2_batch *b = NULL;
-    if (gpt2_batch_new(m, 1, T, &b) != GPT2_OK)
-        return cli_lib_error(CMD, "cannot make a batch of %d tokens", T);
-    size_t next = 1, last_begin = n - 1 - (size_t)T;
-    int rc = CLI_OK;
-    for (size_t begin = 0; next < n; begin += (size_t)stride) {
-        if (begin > last_begin) begin = last_begin;
-        const float *logits;
-        if (gpt2_batch_forward(b, ids + begin, NULL, &logits, NULL) != GPT2_OK) {
-            rc = cli_lib_error(CMD, "forward pass failed at token %zu", begin);
-            break;
-        }
-        for (int i = 0; i < T; i++) {
-            size_t t = begin + (size_t)i + 1; /* the token input i predicts */
-            if (t >= next)
-                lp[t] = token_logprob(logits + (size_t)i * V, V, ids[t]);
-        }
-        (*windows)++;
-        next = begin + (size_t)T + 1;
+/* lp[t] for the predictions a window makes first (lp[0], the first
+   token's, has none and stays NAN). */
+typedef struct {
+    const int *ids;
+    int V;
+    double *lp;
+} score_state;
+
+static int score_window(void *user, size_t begin, int T, int first,
+                        const float *logits, float loss) {
+    score_state *s = user;
+    (void)loss;
+    for (int i = first; i < T; i++) {
+        size_t t = begin + (size_t)i + 1; /* the token input i predicts */
+        s->lp[t] = token_logprob(logits + (size_t)i * s->V, s->V, s->ids[t]);
     }
-    gpt2_batch_free(b);
-    return rc;
+    return CLI_OK;
 }
 
 /* ------------------------------------------------------------ output */
@@ -242,10 +208,17 @@ int cmd_score(int argc, char **argv) {
         rc = cli_bad_value(CMD, "--stride", v,
                            "must not exceed the model's context");
     }
-    if (rc == CLI_OK) rc = encode_file(&o, m, &ids, &n);
+    if (rc == CLI_OK) rc = cli_encode_file(CMD, m, o.file, o.special, &ids, &n);
+    if (rc == CLI_OK && n == 0)
+        rc = cli_error(CMD, CLI_FAIL, "'%s' is empty: no tokens to score", o.file);
     if (rc == CLI_OK && !(lp = malloc(n * sizeof(double))))
         rc = cli_error(CMD, CLI_FAIL, "out of memory");
-    if (rc == CLI_OK) rc = score(m, ids, n, s.stride, lp, &s.windows);
+    if (rc == CLI_OK) {
+        score_state st = {ids, gpt2_model_config(m)->vocab_size, lp};
+        for (size_t i = 0; i < n; i++) lp[i] = NAN;
+        if (n >= 2)
+            rc = cli_sliding_windows(CMD, m, ids, n, s.stride, score_window, &st, &s.windows);
+    }
     if (rc == CLI_OK) {
         for (size_t i = 1; i < n; i++) s.total += lp[i];
         s.n_scored = n - 1;
