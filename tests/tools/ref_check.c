@@ -18,6 +18,7 @@
  * difference and that difference relative to the scale above; exits
  * non-zero on any failure.
  */
+#include "golden_dirs.h"
 #include "gpt2.h"
 #include "internal.h"
 
@@ -309,41 +310,10 @@ static void check_model_dir(const char *golden_dir, const char *name) {
     gpt2_model_free(m);
 }
 
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Model directories under golden_dir (those with a golden.safetensors),
-   sorted by name so that the output is stable. */
-static int golden_models(const char *golden_dir, char ***names) {
-    DIR *d = opendir(golden_dir);
-    if (!d) return -1;
-    int n = 0, cap = 16;
-    char **v = malloc(cap * sizeof *v);
-    struct dirent *e;
-    while (v && (e = readdir(d))) {
-        char path[4096];
-        struct stat st;
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "%s/%s/golden.safetensors", golden_dir,
-                 e->d_name);
-        if (stat(path, &st) != 0) continue;
-        if (n == cap) {
-            char **nv = realloc(v, (cap *= 2) * sizeof *v);
-            if (!nv) break;
-            v = nv;
-        }
-        v[n++] = strdup(e->d_name);
-    }
-    closedir(d);
-    if (v) qsort(v, n, sizeof *v, cmp_str);
-    *names = v;
-    return v ? n : -1;
-}
 
 static int run_golden(const char *golden_dir) {
     char **names;
-    int n = golden_models(golden_dir, &names);
+    int n = golden_models(golden_dir, "golden.safetensors", &names);
     if (n <= 0) {
         fprintf(stderr, "ref_check: no model directories with "
                         "golden.safetensors under %s\n", golden_dir);

@@ -21,6 +21,7 @@
  * worst tensor of each kind with its relative error, and every failure
  * (naming the golden tensor) on stderr; exits non-zero on any failure.
  */
+#include "golden_dirs.h"
 #include "gpt2.h"
 #include "internal.h"
 
@@ -463,37 +464,6 @@ static void check_model_dir(const char *golden_dir, const char *name) {
     gpt2__st_close(&g.f);
 }
 
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Model directories under golden_dir with a train_golden.safetensors,
-   sorted by name so that the output is stable. */
-static int golden_models(const char *golden_dir, char ***names) {
-    DIR *d = opendir(golden_dir);
-    if (!d) return -1;
-    int n = 0, cap = 8;
-    char **v = malloc(cap * sizeof *v);
-    struct dirent *e;
-    while (v && (e = readdir(d))) {
-        char path[4096];
-        struct stat st;
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "%s/%s/train_golden.safetensors",
-                 golden_dir, e->d_name);
-        if (stat(path, &st) != 0) continue;
-        if (n == cap) {
-            char **nv = realloc(v, (cap *= 2) * sizeof *v);
-            if (!nv) break;
-            v = nv;
-        }
-        v[n++] = strdup(e->d_name);
-    }
-    closedir(d);
-    if (v) qsort(v, n, sizeof *v, cmp_str);
-    *names = v;
-    return v ? n : -1;
-}
 
 int main(int argc, char **argv) {
     /* failures go to stderr: keep them in order with the table in logs */
@@ -503,7 +473,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     char **names;
-    int n = golden_models(argv[1], &names);
+    int n = golden_models(argv[1], "train_golden.safetensors", &names);
     if (n <= 0) {
         fprintf(stderr, "ref_train_check: no model directories with "
                         "train_golden.safetensors under %s\n", argv[1]);
