@@ -6,6 +6,7 @@
 #   make check        the tests only, without installing anything
 #   make asan/ubsan   the unit tests under a sanitizer
 #   make bench        the benchmark table (docs/benchmarks.md)
+#   make bench-compare  the same work timed in PyTorch, and the ratios
 #   make default-model  train models/kjv from scratch (about an hour)
 #   make install PREFIX=/usr/local
 #   make clean
@@ -50,7 +51,7 @@ BENCH_SRC = $(sort $(wildcard bench/*.c))
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 HDRS     = include/gpt2.h src/internal.h $(wildcard src/*.h tests/*.h tools/*.h)
 
-.PHONY: all lib tools tests examples benches test check asan ubsan bench \
+.PHONY: all lib tools tests examples benches test check asan ubsan bench bench-compare \
         default-model finetune-demo \
         install uninstall clean debug fuzz deps deps-test
 
@@ -137,8 +138,13 @@ deps:
 deps-test:
 	@bash scripts/install-deps.sh --test
 
-bench: all benches
+bench: all
 	@bash bench/run.sh
+
+# gpt2c against PyTorch (Debian's python3-torch) on the same model and work,
+# in one run; the ratios go into docs/benchmarks.md.
+bench-compare: all
+	@bash bench/compare.sh
 
 # The default model, trained from scratch on the King James Bible by
 # gpt2c itself (about an hour on 2 cores); scripts/default-model.sh is the

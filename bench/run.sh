@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# bench/run.sh: `make bench`. Runs $BUILD/bench/bench (default build/) and
-# writes its table, with the machine it ran on, into docs/benchmarks.md (and
-# the JSON into $BUILD/bench/bench.json). The tokenizer is timed on the King
+# bench/run.sh: `make bench`. Runs `$BUILD/gpt2 bench` (default build/) and
+# writes its tables, with the machine it ran on, into docs/benchmarks.md
+# (and the JSON into $BUILD/bench.json). The tokenizer is timed on the King
 # James Bible (`bible -f gen1:1-rev22:21`, Debian's bible-kjv); without
-# bible-kjv, on a fallback text, and the table says so.
-# Extra arguments go to bench (e.g. --threads 1,2,4).
+# bible-kjv, on a fallback text, and the table says so. The comparison with
+# PyTorch (`make bench-compare`, bench/compare.sh) is a section of its own
+# on the same page: this script keeps it as it is.
+# Extra arguments go to `gpt2 bench` (e.g. --threads 1,2,4, --only decode).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 build=${BUILD:-build}
-bench=$build/bench/bench
+gpt2=$build/gpt2
 out=${BENCH_OUT:-docs/benchmarks.md}
-[ -x "$bench" ] || { echo "bench/run.sh: $bench not built (make benches)" >&2; exit 1; }
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/gpt2c-bench.XXXXXX")
+[ -x "$gpt2" ] || { echo "bench/run.sh: $gpt2 not built (make)" >&2; exit 1; }
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/gpt2c-bench-run.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 text=$tmp/text.txt
@@ -28,50 +30,91 @@ else
 fi
 
 load=$(cut -d' ' -f1-3 /proc/loadavg)
-"$bench" --text "$text" --text-name "$text_name" --json-out "$build/bench/bench.json" \
+start=$(date +%s)
+"$gpt2" bench --text "$text" --text-name "$text_name" --json-out "$build/bench.json" \
     "$@" > "$tmp/table.md"
+took=$(( $(date +%s) - start ))
 
-cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
-cores=$(nproc)
-gemm=$([ -f /usr/include/dnnl.h ] && echo "oneDNN $(dpkg-query -W -f='${Version}' libdnnl-dev 2>/dev/null || true)" || echo "gpt2c's portable GEMM")
+# the PyTorch comparison, kept from the page as it was
+begin='<!-- bench-compare:begin -->'
+end='<!-- bench-compare:end -->'
+if [ -f "$out" ]; then
+    sed -n "/^$begin\$/,/^$end\$/p" "$out" > "$tmp/compare.md"
+fi
+
+cc_version=$(${CC:-cc} --version | head -n 1)
+code="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')"
 {
     echo "# gpt2c benchmarks"
     echo
-    echo "Made by \`make bench\` (bench/bench.c through bench/run.sh); rerun it to"
-    echo "refresh this page. A 124M GPT-2 (gpt2_model_init, preset \"gpt2\", F32"
-    echo "weights), public API only; each figure is a median over repeats."
+    echo "Made by \`make bench\` (\`gpt2 bench\`, through bench/run.sh); rerun it"
+    echo "to refresh this page. Every figure stands beside the limit this machine"
+    echo "sets for it, measured in the same run, and the fraction of that limit"
+    echo "reached. Public API only; figures are medians over repeats, limits the"
+    echo "best of theirs."
     echo
-    echo "- machine: ${cpu:-unknown CPU}, $cores cores ($(uname -m)), $(awk '/MemTotal/ {printf "%.0f GB", $2/1e6}' /proc/meminfo) RAM"
-    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before the run: $load"
-    echo "- OpenMP: OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset (libgomp spins, then sleeps)}"
-    echo "- code: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)'), $(${CC:-cc} --version | head -n 1), GEMM: $gemm"
-    echo
+    echo "- ran: $(date -u '+%Y-%m-%d %H:%M UTC'), ${took} s; load average before the run: $load"
+    echo "- machine: $(nproc) cores ($(uname -m)), $(awk '/MemTotal/ {printf "%.0f GB", $2/1e6}' /proc/meminfo) RAM"
+    echo "- code: $code, $cc_version"
     cat "$tmp/table.md"
-    echo
-    echo "How to read it:"
-    echo
-    echo "- decode: prefill 127 tokens, then time single \`gpt2_session_step\` calls"
-    echo "  (context 128 onwards). Each step reads every weight once, so its limit"
-    echo "  is one pass over the weights at the memory read bandwidth measured in"
-    echo "  the same run with the same threads (\"one weight pass\")."
-    echo "- prefill: \`gpt2_session_prefill\` of a 512-token prompt from an empty"
-    echo "  session; GFLOP/s counts the blocks' matmuls and attention."
-    echo "- memory read bandwidth: one read pass over a buffer as large as the"
-    echo "  weights."
-    echo "- tokenizer: \`gpt2_tokenizer_encode\` of the whole text in one call."
-    echo "- load: \`gpt2_model_load\` of the model saved by \`gpt2_model_save\`, file"
-    echo "  already in the page cache. F32 is memory-mapped, so its pages are read"
-    echo "  later, on first use."
-    echo "- training step: a 124M model, B=4 sequences of T=64 tokens: forward"
-    echo "  keeping every activation, backward, AdamW (gpt2_trainer_*); the"
-    echo "  GFLOP/s counts the usual 6 x parameters x tokens."
-    echo "- peak RSS: the process's maximum resident size after the decode and"
-    echo "  prefill runs (getrusage), before the other measures."
-    echo "- Other processes on the machine disturb the figures, the thread counts"
-    echo "  above the free cores most: there, OpenMP threads spinning at barriers"
-    echo "  wait for each other's time slices, and OMP_WAIT_POLICY=passive (threads"
-    echo "  sleep instead) is much faster. libgomp spins by default, which pays"
-    echo "  off when every thread has a core of its own."
-} > "$out"
+    cat <<'EOF'
+
+How to read it:
+
+- Machine limits. Streaming read: a warm read pass (the widest loads the
+  CPU has, every thread reading its own contiguous part) over a buffer,
+  best of several passes; a buffer that fits a cache is read from it.
+  fp32 FMA peak: independent FMA chains in registers on every thread
+  (2 flops per lane per FMA). bf16: the same with vdpbf16ps (4 flops per
+  lane), when cpuid reports AVX512_BF16. AMX: tdpbf16ps on full tiles,
+  only when cpuid reports AMX-TILE and AMX-BF16. dnnl_sgemm: oneDNN's
+  fp32 GEMM on 2048^3 (only when gpt2c is built with oneDNN), against
+  the FMA peak.
+- Decode: batch 1, one `gpt2_session_step` at a time, median of 16 steps.
+  "Context C": the session is prefilled so that each thread count's steps
+  end at exactly C tokens (the thread counts run one after another, after
+  one untimed step each). Limit: one streaming read pass, measured with
+  the same threads over a buffer of exactly the bytes a step must read:
+  the weights as kept in memory (`gpt2_model_weight_bytes`) plus K and V
+  of every cached position (2 x n_layer x context x n_embd x 4 bytes, at
+  the steps' mean context). Small formats may fit the last-level cache;
+  the read pass over the same number of bytes then measures that cache.
+- Peak RSS: the process's peak resident size (VmHWM, reset before each
+  format) while loading the model as that format, decoding at both
+  contexts and prefilling; limit: the weights as kept plus one session's
+  KV cache (n_ctx positions).
+- Prefill: `gpt2_session_prefill` of a 512-token prompt from an empty
+  session (logits for the last position only). FLOPs per token: n_layer x
+  (24 n_embd^2 + 2 n_embd T), the blocks' matmuls (2 flops per
+  multiply-add) and causal attention over T/2 positions on average; limit:
+  the fp32 FMA peak with the same threads (prefill computes in fp32 for
+  every weight format).
+- Training step: forward keeping activations, backward, AdamW
+  (`gpt2_trainer_forward_backward` + `gpt2_trainer_update`), fp32, after
+  one untimed step. FLOPs = 6 x parameters x B x T + 6 x n_layer x n_embd
+  x T x B x T (causal attention, forward and backward); limit: the fp32
+  FMA peak with the same threads. The bf16 rows wait for the trainer's
+  dtype option.
+- Tokenizer: `gpt2_tokenizer_encode`, the text cut at line starts into
+  one piece per thread, the pieces encoded at once. No hardware limit;
+  its scaling row says how it uses the threads.
+- Load: `gpt2_model_load_as` of the F32 file (in the page cache) into each
+  format. F32 is memory-mapped (nothing read until used); the others read
+  the file and convert, limit one read of the file.
+- Scaling: the speed-up from 1 thread to all, against linear.
+- Decode beside a busy process: 2-thread decode (F32, context 128) quiet,
+  then with a forked process spinning on one core; issue 4 asks for at
+  most 2x. OMP_WAIT_POLICY matters here: `gpt2` sets it to passive unless
+  the user set it, and the header above says which was in effect.
+- Other processes on the machine disturb every figure (the load average
+  above says how busy it was); ratios measured in one run are the ones to
+  trust.
+EOF
+    if [ -s "$tmp/compare.md" ]; then
+        echo
+        cat "$tmp/compare.md"
+    fi
+} > "$out.tmp"
+mv "$out.tmp" "$out"
 cat "$tmp/table.md"
 echo "bench/run.sh: wrote $out"

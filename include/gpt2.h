@@ -183,9 +183,24 @@ gpt2_status gpt2_config_check(const gpt2_config *c);
 
 typedef struct gpt2_model gpt2_model;
 
-/* Storage types of a safetensors file. */
-typedef enum { GPT2_DTYPE_F32 = 0, GPT2_DTYPE_F16, GPT2_DTYPE_BF16 } gpt2_dtype;
-const char *gpt2_dtype_name(gpt2_dtype d); /* "F32", "F16", "BF16" */
+/* Storage formats of weights, in files and in memory. F32, F16 and BF16
+   are safetensors' own dtypes (Hugging Face can read them). Q8_0 and Q4_0
+   are gpt2c's block-quantized formats (docs/formats.md): blocks of 32
+   values along a weight row, one F16 scale per block, 8-bit or 4-bit
+   integers; 8.5 and 4.5 bits per weight. Only the 2-D weight matrices
+   (c_attn, attn.c_proj, c_fc, mlp.c_proj, wte) take Q8_0 or Q4_0; wpe,
+   biases and layer norms stay F32. In a Q4_0 model, wte (the embedding
+   and the tied LM head, where 4 bits cost the most) is Q8_0. */
+typedef enum {
+    GPT2_DTYPE_F32 = 0,
+    GPT2_DTYPE_F16,
+    GPT2_DTYPE_BF16,
+    GPT2_DTYPE_Q8_0,
+    GPT2_DTYPE_Q4_0
+} gpt2_dtype;
+const char *gpt2_dtype_name(gpt2_dtype d); /* "F32", "F16", "BF16", "Q8_0", "Q4_0" */
+/* The dtype named s (case-insensitive: "f32", "bf16", "q8_0", ...). */
+gpt2_status gpt2_dtype_parse(const char *s, gpt2_dtype *out);
 
 /* Loads a model. path is a Hugging Face GPT-2 directory (config.json +
    model.safetensors, and vocab.json + merges.txt, which are optional:
@@ -196,6 +211,15 @@ const char *gpt2_dtype_name(gpt2_dtype d); /* "F32", "F16", "BF16" */
    the OS pages them in); otherwise (F16, BF16, llm.c) they are converted
    into one float32 block. */
 gpt2_status gpt2_model_load(const char *path, gpt2_model **out);
+
+/* Loads as gpt2_model_load, then keeps the weight matrices in dtype
+   (converting or quantizing them; the file is unchanged). Decode reads
+   every weight once per token, so smaller formats decode faster. Any
+   dtype can be chosen for any file; a model loaded in Q8_0 or Q4_0 from
+   F32 weights is the same as one saved by `gpt2 quantize` and reloaded.
+   Quantized formats need n_embd to be a multiple of 32. */
+gpt2_status gpt2_model_load_as(const char *path, gpt2_dtype dtype,
+                               gpt2_model **out);
 
 /* A new model with random weights as GPT-2 initialises them: N(0, 0.02),
    residual projections (attn.c_proj, mlp.c_proj) N(0, 0.02/sqrt(2 L)),
@@ -225,6 +249,11 @@ const gpt2_tokenizer *gpt2_model_tokenizer(const gpt2_model *m);
 /* The dtype the weights were stored in, and whether they are mapped. */
 gpt2_dtype gpt2_model_file_dtype(const gpt2_model *m);
 int gpt2_model_is_mapped(const gpt2_model *m);
+/* The format the weight matrices are kept in memory (what decode reads),
+   and the bytes of all weights as kept (what one decode step streams,
+   the KV cache aside). */
+gpt2_dtype gpt2_model_weight_dtype(const gpt2_model *m);
+size_t gpt2_model_weight_bytes(const gpt2_model *m);
 
 /* Parameters, tensor by tensor, in Hugging Face names and shapes. */
 size_t gpt2_model_num_params(const gpt2_model *m);
@@ -234,7 +263,10 @@ typedef struct {
     int ndim;          /* 1 or 2 */
     int shape[2];      /* Conv1D layout: (in, out) for linear weights */
     size_t numel;
-    const float *data; /* borrowed */
+    gpt2_dtype dtype;  /* the format kept in memory */
+    const float *data; /* borrowed; NULL unless dtype is F32 */
+    const void *raw;   /* borrowed: the stored bytes (docs/formats.md) */
+    size_t bytes;      /* of raw */
 } gpt2_tensor_info;
 gpt2_status gpt2_model_tensor(const gpt2_model *m, int i,
                               gpt2_tensor_info *out);

@@ -24,9 +24,12 @@ static gpt2_status save_optimizer(gpt2_trainer *tr, const char *path) {
         const gpt2__tensor_spec *s = &m->specs[i];
         snprintf(names[i], 64, "exp_avg.%s", s->name);
         snprintf(names[n + i], 64, "exp_avg_sq.%s", s->name);
-        ts[i] = (gpt2__st_out){names[i], s->ndim, {s->shape[0], s->shape[1]}, mm + s->offset};
-        ts[n + i] = (gpt2__st_out){names[n + i], s->ndim, {s->shape[0], s->shape[1]},
-                                   vv + s->offset};
+        ts[i] = (gpt2__st_out){.name = names[i], .ndim = s->ndim,
+                               .shape = {s->shape[0], s->shape[1]},
+                               .data = mm + s->offset};
+        ts[n + i] = (gpt2__st_out){.name = names[n + i], .ndim = s->ndim,
+                                   .shape = {s->shape[0], s->shape[1]},
+                                   .data = vv + s->offset};
     }
     gpt2_status st = gpt2__st_write(path, ts, 2 * n, GPT2_DTYPE_F32);
     free(ts);

@@ -3,6 +3,7 @@
 #define GPT2_INTERNAL_H
 
 #include "gpt2.h"
+#include "wmat.h"
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,15 +117,24 @@ const char *gpt2__st_dtype_name(gpt2__st_dtype d);
 gpt2_status gpt2__st_read_f32(const gpt2__st_file *f,
                               const gpt2__st_tensor *t, float *out);
 
-/* One tensor to write: float32 data converted to dtype on the way out. */
+/* One tensor to write: float32 data converted to dtype on the way out.
+   Instead of data, fill may make the tensor when it is written (so a
+   whole model is never converted at once): float32 values (numel floats)
+   into out, or, with raw_u8, the tensor's bytes as a U8 tensor whose
+   shape counts bytes (quantized rows: (rows, bytes per row)). */
 typedef struct {
     const char *name;
     int ndim;
     int64_t shape[2];
     const float *data;
+    gpt2_status (*fill)(const void *ctx, int index, void *out);
+    const void *ctx;
+    int index;
+    bool raw_u8;
 } gpt2__st_out;
 /* Writes a safetensors file (atomically) with __metadata__
-   {"format": "pt"} and tensors in the order given. */
+   {"format": "pt"} and tensors in the order given; dtype is F32, F16 or
+   BF16 (of the float tensors; raw_u8 ones are U8). */
 gpt2_status gpt2__st_write(const char *path, const gpt2__st_out *ts, int n,
                            gpt2_dtype dtype);
 
@@ -167,8 +177,22 @@ static inline int gpt2__tensor_index(int layer, int which) {
 #define GPT2__LNF_W(L) (2 + GPT2__PER_LAYER * (L))
 #define GPT2__LNF_B(L) (3 + GPT2__PER_LAYER * (L))
 
+/* How one tensor is kept in memory. F32 tensors are also tensor[i]. The
+   weight matrices (c_attn, attn.c_proj, c_fc, mlp.c_proj, wte) may be
+   kept in any gpt2_dtype; everything else is always F32. Quantized Conv1D
+   weights are kept transposed (one row per output, see
+   wmat.h); F16/BF16 ones keep Hugging Face's layout, so a file's bytes
+   are used as they are. */
+typedef struct {
+    gpt2_dtype dtype;
+    bool transposed;    /* kept as (out, in): quantized Conv1D weights */
+    const void *data;
+    size_t bytes;
+} gpt2__stored;
+
 /* The weights of a block, read by the forward pass. */
 typedef struct {
+    gpt2__wmat qkv, attproj, fc, fcproj; /* the four matrices as kept */
     const float *ln1_w, *ln1_b;        /* (C) */
     const float *qkv_w, *qkv_b;        /* (C, 3C), (3C) */
     const float *attproj_w, *attproj_b;/* (C, C), (C) */
@@ -181,7 +205,13 @@ struct gpt2_model {
     gpt2_config cfg;
     int n_tensors;
     gpt2__tensor_spec *specs;   /* n_tensors */
-    float **tensor;             /* n_tensors pointers: into owned or map */
+    float **tensor;             /* n_tensors F32 views (NULL when kept in
+                                   another dtype): into owned or map */
+    gpt2__stored *stored;       /* n_tensors: how each is kept */
+    gpt2__wmat wte_mat;         /* wte as the LM head reads it */
+    void *converted;            /* weights converted by load_as, or NULL */
+    size_t converted_bytes;
+    gpt2_dtype weight_dtype;    /* of the block matrices */
     size_t n_params;
     /* named views of tensor[] */
     const float *wte, *wpe, *lnf_w, *lnf_b;
@@ -197,8 +227,30 @@ struct gpt2_model {
    also the contiguous zeroed block with every tensor pointer bound to it. */
 gpt2_status gpt2__model_alloc(const gpt2_config *cfg, bool alloc_block,
                               gpt2_model **out);
-/* Refreshes the named views (wte, layer[i].qkv_w, ...) from tensor[]. */
+/* Refreshes the named views (wte, layer[i].qkv_w, ...) and the weight
+   matrices (layer[i].qkv, wte_mat) from tensor[] and stored[]: a tensor
+   with a non-NULL tensor[i] is F32; others must have stored[i] set. */
 void gpt2__model_bind(gpt2_model *m);
+
+/* model_store.c: weights in formats other than F32. */
+/* True for the tensors that may be kept in a reduced format. */
+bool gpt2__is_matrix(const gpt2_model *m, int i);
+/* Tensor i as float32 in Hugging Face's layout (numel floats into out),
+   whatever its format. */
+void gpt2__tensor_f32(const gpt2_model *m, int i, float *out);
+/* Keeps the matrices in dtype (Q4_0 models keep wte in Q8_0), converting
+   from what they are now into one owned block; the rest stay F32. */
+gpt2_status gpt2__model_convert(gpt2_model *m, gpt2_dtype dtype);
+/* The format matrix i takes in a model whose matrices are dtype: its
+   format, whether kept transposed, stored rows and bytes per row. */
+void gpt2__matrix_target(const gpt2_model *m, int i, gpt2_dtype dtype,
+                         gpt2_dtype *dt, bool *transposed, size_t *rows,
+                         size_t *row_bytes);
+/* dtype of wte in a model whose matrices are dtype. */
+gpt2_dtype gpt2__wte_dtype(gpt2_dtype dtype);
+/* out (B,T,C) = wte[tokens] + wpe[pos0 + t], for wte in any format. */
+void gpt2__embed(const gpt2_model *m, float *out, const int *tokens, int B,
+                 int T, int pos0);
 
 /* Reads config.json text into *c (n_positions or n_ctx; defaults as
    Hugging Face's GPT2Config for missing keys). */

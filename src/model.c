@@ -124,30 +124,6 @@ size_t gpt2__tensor_specs(const gpt2_config *c, gpt2__tensor_spec *specs) {
     return off;
 }
 
-void gpt2__model_bind(gpt2_model *m) {
-    int L = m->cfg.n_layer;
-    m->wte = m->tensor[GPT2__WTE];
-    m->wpe = m->tensor[GPT2__WPE];
-    m->lnf_w = m->tensor[GPT2__LNF_W(L)];
-    m->lnf_b = m->tensor[GPT2__LNF_B(L)];
-    for (int l = 0; l < L; l++) {
-        float **t = &m->tensor[gpt2__tensor_index(l, 0)];
-        gpt2__layer *y = &m->layer[l];
-        y->ln1_w = t[GPT2__LN1_W];
-        y->ln1_b = t[GPT2__LN1_B];
-        y->qkv_w = t[GPT2__QKV_W];
-        y->qkv_b = t[GPT2__QKV_B];
-        y->attproj_w = t[GPT2__ATTPROJ_W];
-        y->attproj_b = t[GPT2__ATTPROJ_B];
-        y->ln2_w = t[GPT2__LN2_W];
-        y->ln2_b = t[GPT2__LN2_B];
-        y->fc_w = t[GPT2__FC_W];
-        y->fc_b = t[GPT2__FC_B];
-        y->fcproj_w = t[GPT2__FCPROJ_W];
-        y->fcproj_b = t[GPT2__FCPROJ_B];
-    }
-}
-
 gpt2_status gpt2__model_alloc(const gpt2_config *cfg, bool alloc_block,
                               gpt2_model **out) {
     *out = NULL;
@@ -160,12 +136,14 @@ gpt2_status gpt2__model_alloc(const gpt2_config *cfg, bool alloc_block,
     m->specs = gpt2__calloc((size_t)m->n_tensors, sizeof *m->specs, "model specs");
     m->tensor = gpt2__calloc((size_t)m->n_tensors, sizeof *m->tensor, "model tensors");
     m->layer = gpt2__calloc((size_t)cfg->n_layer, sizeof *m->layer, "model layers");
-    if (!m->specs || !m->tensor || !m->layer) {
+    m->stored = gpt2__calloc((size_t)m->n_tensors, sizeof *m->stored, "model tensors");
+    if (!m->specs || !m->tensor || !m->layer || !m->stored) {
         gpt2_model_free(m);
         return GPT2_ERR_NOMEM;
     }
     m->n_params = gpt2__tensor_specs(cfg, m->specs);
     m->file_dtype = GPT2_DTYPE_F32;
+    m->weight_dtype = GPT2_DTYPE_F32;
     if (alloc_block) {
         size_t bytes;
         if (!gpt2__mul_ok(m->n_params, sizeof(float), &bytes)) {
@@ -188,11 +166,13 @@ gpt2_status gpt2__model_alloc(const gpt2_config *cfg, bool alloc_block,
 void gpt2_model_free(gpt2_model *m) {
     if (!m) return;
     gpt2__free_aligned(m->owned);
+    gpt2__free_aligned(m->converted);
     gpt2__st_close(&m->st);
     gpt2_tokenizer_free(m->tok);
     free(m->specs);
     free(m->tensor);
     free(m->layer);
+    free(m->stored);
     free(m);
 }
 
@@ -208,29 +188,6 @@ gpt2_dtype gpt2_model_file_dtype(const gpt2_model *m) { return m->file_dtype; }
 int gpt2_model_is_mapped(const gpt2_model *m) { return m->mapped; }
 size_t gpt2_model_num_params(const gpt2_model *m) { return m->n_params; }
 int gpt2_model_num_tensors(const gpt2_model *m) { return m->n_tensors; }
-
-gpt2_status gpt2_model_tensor(const gpt2_model *m, int i, gpt2_tensor_info *out) {
-    if (i < 0 || i >= m->n_tensors)
-        return gpt2__fail(GPT2_ERR_ARG, "model_tensor: index %d out of range [0, %d)",
-                          i, m->n_tensors);
-    const gpt2__tensor_spec *s = &m->specs[i];
-    out->name = s->name;
-    out->ndim = s->ndim;
-    out->shape[0] = s->shape[0];
-    out->shape[1] = s->shape[1];
-    out->numel = s->numel;
-    out->data = m->tensor[i];
-    return GPT2_OK;
-}
-
-const char *gpt2_dtype_name(gpt2_dtype d) {
-    switch (d) {
-    case GPT2_DTYPE_F32: return "F32";
-    case GPT2_DTYPE_F16: return "F16";
-    case GPT2_DTYPE_BF16: return "BF16";
-    }
-    return "?";
-}
 
 /* ------------------------------------------------------------ random init */
 
@@ -317,7 +274,7 @@ void gpt2__block_forward(const gpt2_model *m, int l, const gpt2__block_acts *a,
     /* 1. ln_1, then c_attn makes Query, Key and Value for every token */
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, w->ln1_b, N,
                       C, m->cfg.layer_norm_epsilon);
-    matmul_forward(a->qkv, a->ln1, w->qkv_w, w->qkv_b, N, C, 3 * C);
+    gpt2__wmat_matmul(a->qkv, a->ln1, &w->qkv, w->qkv_b, N);
 
     /* 2. masked self-attention: scores, causal mask, softmax, weighted sum
        of values; heads split and merged inside the kernel */
@@ -346,16 +303,16 @@ void gpt2__block_forward(const gpt2_model *m, int l, const gpt2__block_acts *a,
     }
 
     /* 3. c_proj projects the merged heads back; the residual adds it */
-    matmul_forward(a->attproj, a->atty, w->attproj_w, w->attproj_b, N, C, C);
+    gpt2__wmat_matmul(a->attproj, a->atty, &w->attproj, w->attproj_b, N);
     if (dropping) dropout_forward(a->attproj, a->attproj, NC, drop->p, GPT2__DROP_ATTPROJ(drop->seed));
     residual_forward(a->residual2, x, a->attproj, NC);
 
     /* 4. ln_2 and the MLP: 4C wide with GELU, then back to C; residual */
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->residual2, w->ln2_w,
                       w->ln2_b, N, C, m->cfg.layer_norm_epsilon);
-    matmul_forward(a->fch, a->ln2, w->fc_w, w->fc_b, N, C, 4 * C);
+    gpt2__wmat_matmul(a->fch, a->ln2, &w->fc, w->fc_b, N);
     gelu_forward(a->fch_gelu, a->fch, (size_t)N * 4 * C);
-    matmul_forward(a->fcproj, a->fch_gelu, w->fcproj_w, w->fcproj_b, N, 4 * C, C);
+    gpt2__wmat_matmul(a->fcproj, a->fch_gelu, &w->fcproj, w->fcproj_b, N);
     if (dropping) dropout_forward(a->fcproj, a->fcproj, NC, drop->p, GPT2__DROP_FCPROJ(drop->seed));
     residual_forward(a->residual3, a->residual2, a->fcproj, NC);
 }
@@ -366,7 +323,7 @@ void gpt2__head_forward(const gpt2_model *m, float *out, float *mean,
     layernorm_forward(out, mean, rstd, x, m->lnf_w, m->lnf_b, N, C,
                       m->cfg.layer_norm_epsilon);
     /* the LM head is tied: logits are dot products with every row of wte */
-    lmhead_forward(logits, out, m->wte, N, C, m->cfg.vocab_size);
+    gpt2__wmat_matmul(logits, out, &m->wte_mat, NULL, N);
 }
 
 /* ------------------------------------------------------------------ batch */
@@ -432,14 +389,14 @@ gpt2_status gpt2_batch_forward(gpt2_batch *b, const int *tokens,
                                const int *targets, const float **logits,
                                float *loss) {
     const gpt2_model *m = b->m;
-    int B = b->B, T = b->T, V = m->cfg.vocab_size, C = m->cfg.n_embd;
+    int B = b->B, T = b->T, V = m->cfg.vocab_size;
     size_t rows = (size_t)B * T;
     gpt2_status st = check_ids(tokens, rows, V, false, "batch_forward: token");
     if (st) return st;
     if (targets && (st = check_ids(targets, rows, V, true, "batch_forward: target")))
         return st;
 
-    encoder_forward(b->encoded, tokens, m->wte, m->wpe, B, T, C, 0);
+    gpt2__embed(m, b->encoded, tokens, B, T, 0);
     const float *x = b->encoded;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         gpt2__block_forward(m, l, &b->act, x, B, T, 0, NULL, NULL, NULL);
@@ -481,7 +438,7 @@ gpt2_status gpt2__forward_inspect(const gpt2_model *m, const int *tokens,
     float *encoded = mem, *lnf = mem + (size_t)T * C;
     gpt2__block_acts a;
     gpt2__block_acts_bind(&a, mem + 2 * (size_t)T * C, c, 1, T, T, true);
-    encoder_forward(encoded, tokens, m->wte, m->wpe, 1, T, (int)C, 0);
+    gpt2__embed(m, encoded, tokens, 1, T, 0);
     const float *x = encoded;
     for (int l = 0; l < c->n_layer; l++) {
         gpt2__block_forward(m, l, &a, x, 1, T, 0, NULL, NULL, NULL);

@@ -196,6 +196,14 @@ static char *config_json(const gpt2_config *c, gpt2_dtype dtype) {
     ok &= !!cJSON_AddFalseToObject(r, "scale_attn_by_inverse_layer_idx");
     ok &= !!cJSON_AddFalseToObject(r, "reorder_and_upcast_attn");
     ok &= !!cJSON_AddStringToObject(r, "torch_dtype", torch_dtype(dtype));
+    if (dtype == GPT2_DTYPE_Q8_0 || dtype == GPT2_DTYPE_Q4_0) {
+        /* gpt2c's own formats (docs/formats.md): the matrices are U8
+           tensors of quantized rows; Hugging Face cannot read them */
+        ok &= !!cJSON_AddStringToObject(r, "gpt2c_dtype", gpt2_dtype_name(dtype));
+        ok &= !!cJSON_AddStringToObject(r, "gpt2c_wte_dtype",
+                                        gpt2_dtype_name(gpt2__wte_dtype(dtype)));
+        ok &= !!cJSON_AddNumberToObject(r, "gpt2c_block_size", GPT2__QBLOCK);
+    }
     ok &= !!cJSON_AddTrueToObject(r, "tie_word_embeddings");
     char *text = ok ? cJSON_Print(r) : NULL;
     cJSON_Delete(r);
@@ -247,6 +255,26 @@ static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
     if (k < cap) snprintf(buf + k, cap - k, "]");
 }
 
+/* A quantized matrix: U8, (stored rows, bytes per row). */
+static gpt2_status check_quantized(const char *path, const gpt2__st_tensor *t,
+                                   const gpt2_model *m, int i, gpt2_dtype qd) {
+    gpt2_dtype dt;
+    bool tr;
+    size_t rows, rb;
+    gpt2__matrix_target(m, i, qd, &dt, &tr, &rows, &rb);
+    if (t->dtype != GPT2__ST_U8 || t->ndim != 2 || (size_t)t->shape[0] != rows ||
+        (size_t)t->shape[1] != rb) {
+        char got[128];
+        shape_str(got, sizeof got, t->ndim, t->shape);
+        return gpt2__fail(GPT2_ERR_FORMAT, "model_load: %s: tensor '%s' is %s %s, "
+                          "expected U8 [%zu, %zu] (%s rows, config.json "
+                          "gpt2c_dtype %s)", path, t->name,
+                          gpt2__st_dtype_name(t->dtype), got, rows, rb,
+                          gpt2_dtype_name(dt), gpt2_dtype_name(qd));
+    }
+    return GPT2_OK;
+}
+
 static gpt2_status check_tensor(const char *path, const gpt2__st_tensor *t,
                                 const gpt2__tensor_spec *s) {
     if (t->dtype != GPT2__ST_F32 && t->dtype != GPT2__ST_F16 && t->dtype != GPT2__ST_BF16)
@@ -282,7 +310,7 @@ static gpt2_status check_lm_head(const char *path, const gpt2_model *m,
    file's tensor for spec i. Buffers and the tied head are skipped;
    anything else unknown is an error, as is a parameter given twice. */
 static gpt2_status match_tensors(const char *path, const gpt2_model *m,
-                                 const gpt2__st_tensor **src) {
+                                 const gpt2__st_tensor **src, gpt2_dtype qd) {
     const gpt2__st_file *f = &m->st;
     gpt2_status st;
     for (int j = 0; j < f->n; j++) {
@@ -304,7 +332,10 @@ static gpt2_status match_tensors(const char *path, const gpt2_model *m,
             return gpt2__fail(GPT2_ERR_FORMAT, "model_load: %s: tensor '%s' given "
                               "twice ('%s' and '%s')", path, name, src[i]->name,
                               t->name);
-        if ((st = check_tensor(path, t, &m->specs[i]))) return st;
+        bool q = qd != GPT2_DTYPE_F32 && gpt2__is_matrix(m, i);
+        if ((st = q ? check_quantized(path, t, m, i, qd)
+                    : check_tensor(path, t, &m->specs[i])))
+            return st;
         src[i] = t;
     }
     for (int i = 0; i < m->n_tensors; i++)
@@ -315,43 +346,86 @@ static gpt2_status match_tensors(const char *path, const gpt2_model *m,
     return GPT2_OK;
 }
 
-/* F32 data at a 4-byte aligned address can be used in place. */
-static bool mappable(const gpt2__st_file *f, const gpt2__st_tensor *t) {
-    return t->dtype == GPT2__ST_F32 && ((uintptr_t)(f->data + t->begin) % 4) == 0;
+/* Data at an address aligned for its element can be used in place. */
+static bool aligned(const gpt2__st_file *f, const gpt2__st_tensor *t, size_t a) {
+    return ((uintptr_t)(f->data + t->begin) % a) == 0;
 }
 
-/* Either every tensor points into the mapping, or all are converted into
-   one owned block: the model's parameters are then one contiguous block
-   in canonical order, which training and saving rely on. */
-static gpt2_status bind_tensors(gpt2_model *m, const gpt2__st_tensor **src) {
-    bool all_mapped = true, one_dtype = true;
+/* Points each tensor at the file's bytes where it can be used as it is:
+   F32 tensors, F16/BF16 weight matrices (read by the kernels in 16 bits)
+   and quantized matrices. What remains (16-bit biases, norms, wpe, or a
+   misaligned tensor) is converted to float32 in an owned block. qd is the
+   quantized format of the file's matrices, or F32 for none. */
+static gpt2_status bind_tensors(gpt2_model *m, const gpt2__st_tensor **src,
+                                gpt2_dtype qd) {
+    bool one_dtype = true, any_mapped = false, need_f32 = false;
     for (int i = 0; i < m->n_tensors; i++) {
-        all_mapped &= mappable(&m->st, src[i]);
-        one_dtype &= src[i]->dtype == src[0]->dtype;
+        const gpt2__st_tensor *t = src[i];
+        const void *p = m->st.data + t->begin;
+        bool matrix = gpt2__is_matrix(m, i);
+        one_dtype &= t->dtype == src[0]->dtype;
+        if (t->dtype == GPT2__ST_U8) {
+            gpt2_dtype dt;
+            bool tr;
+            size_t rows, rb;
+            gpt2__matrix_target(m, i, qd, &dt, &tr, &rows, &rb);
+            m->stored[i] = (gpt2__stored){dt, tr, p, rows * rb};
+        } else if (t->dtype == GPT2__ST_F32 && aligned(&m->st, t, 4)) {
+            m->tensor[i] = (float *)p;
+        } else if (matrix && (t->dtype == GPT2__ST_F16 || t->dtype == GPT2__ST_BF16) &&
+                   aligned(&m->st, t, 2)) {
+            gpt2_dtype dt = t->dtype == GPT2__ST_F16 ? GPT2_DTYPE_F16 : GPT2_DTYPE_BF16;
+            m->stored[i] = (gpt2__stored){dt, false, p, t->end - t->begin};
+        } else {
+            need_f32 = true;
+            continue;
+        }
+        any_mapped = true;
     }
-    /* mixed dtypes are all float32 in memory; say so */
     gpt2__st_dtype d0 = one_dtype ? src[0]->dtype : GPT2__ST_F32;
-    m->file_dtype = d0 == GPT2__ST_F16 ? GPT2_DTYPE_F16
+    m->file_dtype = qd != GPT2_DTYPE_F32 ? qd
+                    : d0 == GPT2__ST_F16 ? GPT2_DTYPE_F16
                     : d0 == GPT2__ST_BF16 ? GPT2_DTYPE_BF16 : GPT2_DTYPE_F32;
-    if (all_mapped) {
-        for (int i = 0; i < m->n_tensors; i++)
-            m->tensor[i] = (float *)(m->st.data + src[i]->begin);
-        m->mapped = true;
-        return GPT2_OK;
+    if (need_f32) {
+        /* canonical offsets in a block of all parameters: only the pages
+           of the tensors converted here are ever touched */
+        m->owned = gpt2__alloc_aligned(m->n_params * sizeof(float), "model parameters");
+        if (!m->owned) return GPT2_ERR_NOMEM;
+        for (int i = 0; i < m->n_tensors; i++) {
+            if (m->tensor[i] || m->stored[i].data) continue;
+            m->tensor[i] = m->owned + m->specs[i].offset;
+            gpt2_status st = gpt2__st_read_f32(&m->st, src[i], m->tensor[i]);
+            if (st) return st;
+        }
     }
-    m->owned = gpt2__alloc_aligned(m->n_params * sizeof(float), "model parameters");
-    if (!m->owned) return GPT2_ERR_NOMEM;
-    for (int i = 0; i < m->n_tensors; i++) {
-        m->tensor[i] = m->owned + m->specs[i].offset;
-        gpt2_status st = gpt2__st_read_f32(&m->st, src[i], m->tensor[i]);
-        if (st) return st;
-    }
-    /* nothing points into the file any more */
-    gpt2__st_close(&m->st);
+    m->mapped = any_mapped;
+    if (!any_mapped) gpt2__st_close(&m->st); /* nothing points into the file */
+    gpt2__model_bind(m);
+    m->weight_dtype = m->layer[0].qkv.type;
     return GPT2_OK;
 }
 
-static gpt2_status load_config_file(const char *dir, gpt2_config *c) {
+/* config.json's "gpt2c_dtype": the format of a quantized model's
+   matrices, or F32 when absent (the tensors' own dtypes then say it). */
+static gpt2_status read_quant_dtype(const char *json, size_t len, gpt2_dtype *qd) {
+    *qd = GPT2_DTYPE_F32;
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root) return GPT2_OK; /* reported by the config reader */
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "gpt2c_dtype");
+    gpt2_status st = GPT2_OK;
+    if (v && (!cJSON_IsString(v) || gpt2_dtype_parse(v->valuestring, qd) ||
+              (*qd != GPT2_DTYPE_Q8_0 && *qd != GPT2_DTYPE_Q4_0)))
+        st = gpt2__fail(GPT2_ERR_FORMAT, "config.json: \"gpt2c_dtype\" must be "
+                        "\"Q8_0\" or \"Q4_0\"");
+    const cJSON *bs = cJSON_GetObjectItemCaseSensitive(root, "gpt2c_block_size");
+    if (!st && v && bs && !(cJSON_IsNumber(bs) && bs->valuedouble == GPT2__QBLOCK))
+        st = gpt2__fail(GPT2_ERR_FORMAT, "config.json: \"gpt2c_block_size\" must "
+                        "be %d", GPT2__QBLOCK);
+    cJSON_Delete(root);
+    return st;
+}
+
+static gpt2_status load_config_file(const char *dir, gpt2_config *c, gpt2_dtype *qd) {
     char path[4096];
     gpt2_status st = gpt2__join_path(path, sizeof path, dir, "config.json");
     if (st) return st;
@@ -362,6 +436,7 @@ static gpt2_status load_config_file(const char *dir, gpt2_config *c) {
     size_t len;
     if ((st = gpt2__read_file(path, &text, &len))) return st;
     st = gpt2__config_from_json(text, len, c);
+    if (!st) st = read_quant_dtype(text, len, qd);
     free(text);
     return st ? with_prefix(st, dir) : GPT2_OK;
 }
@@ -412,7 +487,8 @@ static gpt2_status load_hf_files(const char *dir, const char *st_path,
                                  gpt2_model **out) {
     *out = NULL;
     gpt2_config cfg;
-    gpt2_status st = load_config_file(dir, &cfg);
+    gpt2_dtype qd;
+    gpt2_status st = load_config_file(dir, &cfg, &qd);
     if (st) return st;
     if (!gpt2__file_exists(st_path)) return no_safetensors(dir, st_path);
     gpt2_model *m;
@@ -420,14 +496,15 @@ static gpt2_status load_hf_files(const char *dir, const char *st_path,
     const gpt2__st_tensor **src = NULL;
     if (!(st = gpt2__st_open(st_path, &m->st))) {
         src = gpt2__calloc((size_t)m->n_tensors, sizeof *src, "model_load");
-        st = src ? match_tensors(st_path, m, src) : GPT2_ERR_NOMEM;
+        st = src ? match_tensors(st_path, m, src, qd) : GPT2_ERR_NOMEM;
     }
-    if (!st) st = bind_tensors(m, src);
+    if (!st && qd != GPT2_DTYPE_F32 && m->cfg.n_embd % GPT2__QBLOCK)
+        st = gpt2__fail(GPT2_ERR_FORMAT, "model_load: %s: gpt2c_dtype %s needs "
+                        "n_embd %% %d == 0 (n_embd is %d)", dir,
+                        gpt2_dtype_name(qd), GPT2__QBLOCK, m->cfg.n_embd);
+    if (!st) st = bind_tensors(m, src, qd);
     free(src);
-    if (!st) {
-        gpt2__model_bind(m);
-        st = load_tokenizer(dir, m);
-    }
+    if (!st) st = load_tokenizer(dir, m);
     if (st) {
         gpt2_model_free(m);
         return st;
@@ -628,16 +705,82 @@ gpt2_status gpt2_model_load(const char *path, gpt2_model **out) {
 
 /* ================================================================= saving */
 
+/* Tensor i as float32, for the writer (any format in memory). */
+static gpt2_status fill_f32(const void *ctx, int i, void *out) {
+    gpt2__tensor_f32(ctx, i, out);
+    return GPT2_OK;
+}
+
+/* Matrix i in the quantized format of the file being written (ctx is a
+   save_job): the model's bytes when it already has them, else made from
+   float32. */
+typedef struct {
+    const gpt2_model *m;
+    gpt2_dtype dtype;
+} save_job;
+
+static gpt2_status fill_quantized(const void *ctx, int i, void *out) {
+    const save_job *j = ctx;
+    const gpt2_model *m = j->m;
+    gpt2_dtype dt;
+    bool tr;
+    size_t rows, rb;
+    gpt2__matrix_target(m, i, j->dtype, &dt, &tr, &rows, &rb);
+    if (m->stored[i].dtype == dt && m->stored[i].transposed == tr) {
+        memcpy(out, m->stored[i].data, rows * rb);
+        return GPT2_OK;
+    }
+    const gpt2__tensor_spec *s = &m->specs[i];
+    float *x = gpt2__malloc(s->numel, sizeof(float), "model_save");
+    float *row = gpt2__malloc((size_t)s->shape[0], sizeof(float), "model_save");
+    if (!x || !row) {
+        free(x);
+        free(row);
+        return GPT2_ERR_NOMEM;
+    }
+    gpt2__tensor_f32(m, i, x);
+    size_t d1 = (size_t)s->shape[1];
+    uint8_t *o = out;
+    for (size_t r = 0; r < rows; r++) {
+        const float *src = x + r * d1;
+        if (tr) { /* row r of the stored matrix is column r of (in, out) */
+            for (size_t k = 0; k < (size_t)s->shape[0]; k++) row[k] = x[k * d1 + r];
+            src = row;
+        }
+        gpt2__quantize_row(dt, src, tr ? (size_t)s->shape[0] : d1, o + r * rb);
+    }
+    free(x);
+    free(row);
+    return GPT2_OK;
+}
+
 static gpt2_status save_safetensors(const gpt2_model *m, const char *path,
                                     gpt2_dtype dtype) {
     gpt2__st_out *ts = gpt2__calloc((size_t)m->n_tensors, sizeof *ts, "model_save");
     if (!ts) return GPT2_ERR_NOMEM;
+    bool quantized = dtype == GPT2_DTYPE_Q8_0 || dtype == GPT2_DTYPE_Q4_0;
+    save_job job = {m, dtype};
     for (int i = 0; i < m->n_tensors; i++) {
         const gpt2__tensor_spec *s = &m->specs[i];
-        ts[i] = (gpt2__st_out){s->name, s->ndim, {s->shape[0], s->shape[1]},
-                               m->tensor[i]};
+        ts[i] = (gpt2__st_out){.name = s->name, .ndim = s->ndim,
+                               .shape = {s->shape[0], s->shape[1]},
+                               .data = m->tensor[i]};
+        if (quantized && gpt2__is_matrix(m, i)) {
+            gpt2_dtype dt;
+            bool tr;
+            size_t rows, rb;
+            gpt2__matrix_target(m, i, dtype, &dt, &tr, &rows, &rb);
+            ts[i].shape[0] = (int64_t)rows, ts[i].shape[1] = (int64_t)rb;
+            ts[i].data = NULL;
+            ts[i].fill = fill_quantized, ts[i].ctx = &job, ts[i].index = i;
+            ts[i].raw_u8 = true;
+        } else if (!m->tensor[i]) {
+            ts[i].fill = fill_f32, ts[i].ctx = m, ts[i].index = i;
+        }
     }
-    gpt2_status st = gpt2__st_write(path, ts, m->n_tensors, dtype);
+    /* quantized files keep their float tensors in F32 */
+    gpt2_status st = gpt2__st_write(path, ts, m->n_tensors,
+                                    quantized ? GPT2_DTYPE_F32 : dtype);
     free(ts);
     return st;
 }
@@ -654,8 +797,13 @@ static gpt2_status save_config(const gpt2_model *m, const char *path,
 gpt2_status gpt2_model_save(const gpt2_model *m, const char *dir, gpt2_dtype dtype) {
     if (!m || !dir)
         return gpt2__fail(GPT2_ERR_ARG, "model_save: model or directory is NULL");
-    if (dtype != GPT2_DTYPE_F32 && dtype != GPT2_DTYPE_F16 && dtype != GPT2_DTYPE_BF16)
+    if (gpt2_dtype_name(dtype)[0] == '?')
         return gpt2__fail(GPT2_ERR_ARG, "model_save: unknown dtype %d", (int)dtype);
+    if ((dtype == GPT2_DTYPE_Q8_0 || dtype == GPT2_DTYPE_Q4_0) &&
+        m->cfg.n_embd % GPT2__QBLOCK)
+        return gpt2__fail(GPT2_ERR_ARG, "model_save: %s needs n_embd %% %d == 0 "
+                          "(n_embd is %d)", gpt2_dtype_name(dtype), GPT2__QBLOCK,
+                          m->cfg.n_embd);
     char path[4096];
     gpt2_status st = gpt2__make_dirs(dir);
     if (st) return with_prefix(st, "model_save");
@@ -674,11 +822,19 @@ static gpt2_status llmc_write_tensor(gpt2__afile *a, const gpt2_model *m, int i,
                                      float *scratch) {
     const gpt2__tensor_spec *s = &m->specs[i];
     const float *x = m->tensor[i];
+    float *f32 = NULL;
+    if (!x) { /* kept in another format */
+        x = f32 = gpt2__malloc(s->numel, sizeof(float), "model_save_llmc");
+        if (!f32) return GPT2_ERR_NOMEM;
+        gpt2__tensor_f32(m, i, f32);
+    }
     if (s->ndim == 2 && i != GPT2__WTE && i != GPT2__WPE) {
         transpose(scratch, x, s->shape[0], s->shape[1]);
         x = scratch;
     }
-    return gpt2__afile_write(a, x, s->numel * sizeof(float));
+    gpt2_status st = gpt2__afile_write(a, x, s->numel * sizeof(float));
+    free(f32);
+    return st;
 }
 
 static gpt2_status llmc_write_params(gpt2__afile *a, const gpt2_model *m, int Vp,

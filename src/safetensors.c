@@ -497,7 +497,7 @@ static gpt2_status out_numel(const gpt2__st_out *t, size_t *numel) {
         if (t->shape[i] < 0 || !gpt2__mul_ok(n, (size_t)t->shape[i], &n))
             return gpt2__fail(GPT2_ERR_ARG, "st_write: tensor '%s': bad shape[%d] "
                               "= %lld", t->name, i, (long long)t->shape[i]);
-    if (n && !t->data)
+    if (n && !t->data && !t->fill)
         return gpt2__fail(GPT2_ERR_ARG, "st_write: tensor '%s': no data", t->name);
     *numel = n;
     return GPT2_OK;
@@ -538,7 +538,8 @@ static gpt2_status build_header(const gpt2__st_out *ts, int n, gpt2__st_dtype d,
             cJSON_Delete(root);
             return st;
         }
-        if (!gpt2__mul_ok(numel, esize, &bytes) || !gpt2__add_ok(off, bytes, &end)) {
+        size_t es = ts[i].raw_u8 ? 1 : esize;
+        if (!gpt2__mul_ok(numel, es, &bytes) || !gpt2__add_ok(off, bytes, &end)) {
             cJSON_Delete(root);
             return gpt2__fail(GPT2_ERR_ARG, "st_write: tensor '%s': size overflow",
                               ts[i].name);
@@ -548,7 +549,7 @@ static gpt2_status build_header(const gpt2__st_out *ts, int n, gpt2__st_dtype d,
             return gpt2__fail(GPT2_ERR_ARG, "st_write: duplicate tensor name '%s'",
                               ts[i].name);
         }
-        cJSON *e = tensor_entry(&ts[i], d, off, end);
+        cJSON *e = tensor_entry(&ts[i], ts[i].raw_u8 ? GPT2__ST_U8 : d, off, end);
         if (!e) goto nomem;
         cJSON_AddItemToObject(root, ts[i].name, e);
         off = end;
@@ -593,6 +594,20 @@ static gpt2_status write_data(gpt2__afile *a, const float *x, size_t n,
     return GPT2_OK;
 }
 
+/* One tensor's data: given, or made by its fill into a buffer first. */
+static gpt2_status write_tensor(gpt2__afile *a, const gpt2__st_out *t,
+                                size_t numel, gpt2_dtype dtype) {
+    if (t->data || numel == 0) return write_data(a, t->data, numel, dtype);
+    void *buf = gpt2__malloc(numel, t->raw_u8 ? 1 : sizeof(float), "st_write");
+    if (!buf) return GPT2_ERR_NOMEM;
+    gpt2_status st = t->fill(t->ctx, t->index, buf);
+    if (!st)
+        st = t->raw_u8 ? gpt2__afile_write(a, buf, numel)
+                       : write_data(a, buf, numel, dtype);
+    free(buf);
+    return st;
+}
+
 gpt2_status gpt2__st_write(const char *path, const gpt2__st_out *ts, int n,
                            gpt2_dtype dtype) {
     if (dtype != GPT2_DTYPE_F32 && dtype != GPT2_DTYPE_F16 && dtype != GPT2_DTYPE_BF16)
@@ -610,7 +625,7 @@ gpt2_status gpt2__st_write(const char *path, const gpt2__st_out *ts, int n,
     for (int i = 0; i < n && !st; i++) {
         size_t numel;
         out_numel(&ts[i], &numel); /* validated by build_header */
-        st = write_data(&a, ts[i].data, numel, dtype);
+        st = write_tensor(&a, &ts[i], numel, dtype);
     }
     st = gpt2__afile_close(&a, st);
     return st;

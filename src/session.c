@@ -133,7 +133,7 @@ static void forward_pending(gpt2_session *s) {
         /* the chunk's activations live in a (1, T) view of the buffers */
         gpt2__block_acts a;
         gpt2__block_acts_bind(&a, (float *)s->act.ln1, &m->cfg, 1, T, 0, false);
-        encoder_forward(s->x, s->tokens + past, m->wte, m->wpe, 1, T, C, past);
+        gpt2__embed(m, s->x, s->tokens + past, 1, T, past);
         const float *x = s->x;
         for (int l = 0; l < L; l++) {
             gpt2__block_forward(m, l, &a, x, 1, T, past, s->kcache + l * layer_kv,

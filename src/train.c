@@ -62,17 +62,29 @@ float gpt2_train_lr(const gpt2_train_params *p, int step) {
     return min_lr + coeff * (p->lr - min_lr);
 }
 
-/* Training writes the weights, so they must be in memory, in one block. */
+/* Training writes the weights, so they must be float32 in memory, in one
+   block in canonical order (an allreduce or AdamW takes it whole). A
+   mapped, 16-bit or quantized model is copied (dequantized) into one. */
+static bool is_canonical_block(const gpt2_model *m) {
+    if (!m->owned) return false;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensor[i] != m->owned + m->specs[i].offset) return false;
+    return true;
+}
+
 static gpt2_status make_owned(gpt2_model *m) {
-    if (m->owned) return GPT2_OK;
+    if (is_canonical_block(m)) return GPT2_OK;
     float *block = gpt2__alloc_aligned(m->n_params * sizeof(float), "model parameters");
     if (!block) return GPT2_ERR_NOMEM;
-    for (int i = 0; i < m->n_tensors; i++) {
-        memcpy(block + m->specs[i].offset, m->tensor[i], m->specs[i].numel * sizeof(float));
-        m->tensor[i] = block + m->specs[i].offset;
-    }
+    for (int i = 0; i < m->n_tensors; i++) gpt2__tensor_f32(m, i, block + m->specs[i].offset);
+    for (int i = 0; i < m->n_tensors; i++) m->tensor[i] = block + m->specs[i].offset;
+    gpt2__free_aligned(m->owned);
+    gpt2__free_aligned(m->converted);
     m->owned = block;
+    m->converted = NULL;
+    m->converted_bytes = 0;
     m->mapped = false;
+    m->weight_dtype = GPT2_DTYPE_F32;
     gpt2__st_close(&m->st);
     gpt2__model_bind(m);
     return GPT2_OK;

@@ -130,9 +130,9 @@ static void roundtrip(gpt2_dtype dtype) {
     fill_values(b, B);
     b[5] = 3.0e38f; /* beyond F16: becomes inf there, stays finite in BF16 */
     gpt2__st_out ts[3] = {
-        {"layer.weight", 2, {7, 5}, a},
-        {"layer.bias", 1, {B, 0}, b},
-        {"empty", 1, {0, 0}, NULL},
+        {.name = "layer.weight", .ndim = 2, .shape = {7, 5}, .data = a},
+        {.name = "layer.bias", .ndim = 1, .shape = {B, 0}, .data = b},
+        {.name = "empty", .ndim = 1, .shape = {0, 0}, .data = NULL},
     };
     char path[128];
     path_in_tmp(path, sizeof path, "rt.safetensors");
@@ -185,7 +185,7 @@ static void test_alignment_all_name_lengths(void) {
     for (int k = 1; k <= 16; k++) {
         memset(name, 'n', (size_t)k);
         name[k] = 0;
-        gpt2__st_out t = {name, 1, {3, 0}, x};
+        gpt2__st_out t = {.name = name, .ndim = 1, .shape = {3, 0}, .data = x};
         gpt2__st_file f;
         if (gpt2__st_write(path, &t, 1, GPT2_DTYPE_F32) || gpt2__st_open(path, &f)) {
             bad++;
@@ -200,15 +200,15 @@ static void test_alignment_all_name_lengths(void) {
 
 static void test_write_errors(void) {
     float x[2] = {1, 2};
-    gpt2__st_out dup[2] = {{"a", 1, {2, 0}, x}, {"a", 1, {2, 0}, x}};
+    gpt2__st_out dup[2] = {{.name = "a", .ndim = 1, .shape = {2, 0}, .data = x}, {.name = "a", .ndim = 1, .shape = {2, 0}, .data = x}};
     char path[128];
     path_in_tmp(path, sizeof path, "w.safetensors");
     CHECK(gpt2__st_write(path, dup, 2, GPT2_DTYPE_F32) == GPT2_ERR_ARG);
     CHECK(strstr(gpt2_last_error(), "duplicate tensor name 'a'") != NULL);
-    gpt2__st_out neg = {"n", 1, {-1, 0}, x};
+    gpt2__st_out neg = {.name = "n", .ndim = 1, .shape = {-1, 0}, .data = x};
     CHECK(gpt2__st_write(path, &neg, 1, GPT2_DTYPE_F32) == GPT2_ERR_ARG);
     CHECK(strstr(gpt2_last_error(), "bad shape[0]") != NULL);
-    gpt2__st_out nodata = {"n", 1, {2, 0}, NULL};
+    gpt2__st_out nodata = {.name = "n", .ndim = 1, .shape = {2, 0}, .data = NULL};
     CHECK(gpt2__st_write(path, &nodata, 1, GPT2_DTYPE_F32) == GPT2_ERR_ARG);
     CHECK(gpt2__st_write(path, dup, 1, (gpt2_dtype)7) == GPT2_ERR_ARG);
     CHECK(gpt2__st_write("/nonexistent-dir/x.safetensors", dup, 1, GPT2_DTYPE_F32) ==
@@ -314,7 +314,7 @@ static void test_truncation(void) {
     enum { N = 40 };
     float x[N];
     fill_values(x, N);
-    gpt2__st_out ts[2] = {{"w", 2, {4, 5}, x}, {"b", 1, {20, 0}, x + 20}};
+    gpt2__st_out ts[2] = {{.name = "w", .ndim = 2, .shape = {4, 5}, .data = x}, {.name = "b", .ndim = 1, .shape = {20, 0}, .data = x + 20}};
     char path[128], cut[128];
     path_in_tmp(path, sizeof path, "full.safetensors");
     path_in_tmp(cut, sizeof cut, "cut.safetensors");

@@ -56,8 +56,14 @@ void cli_common_help(FILE *f, int col) {
     int w = col - 3;
     fprintf(f, "  %-*s threads for the forward pass (default: all cores)\n",
             w, "--threads N");
+    fprintf(f, "  %-*s keep the weights in memory as f32, f16, bf16, q8_0\n"
+               "  %-*s or q4_0 (default: as stored; smaller is faster)\n",
+            w, "--weights DTYPE", w, "");
     fprintf(f, "  %-*s show this help\n", w, "-h, --help");
 }
+
+/* --weights: the format cli_load_model converts to; -1 keeps the file's. */
+static int weights_dtype = -1;
 
 void cli_getopt_reset(void) {
     optind = 0; /* glibc: 0 re-initialises getopt completely */
@@ -85,6 +91,12 @@ int cli_common_option(const char *cmd, int c, const char *arg, char **argv) {
         int n;
         if (cli_opt_int(cmd, "--threads", arg, 0, 4096, &n)) return CLI_USAGE;
         gpt2_set_threads(n);
+        return CLI_OK;
+    }
+    case CLI_OPT_WEIGHTS: {
+        gpt2_dtype d;
+        if (cli_opt_dtype(cmd, arg, &d)) return CLI_USAGE;
+        weights_dtype = (int)d;
         return CLI_OK;
     }
     case ':':
@@ -150,14 +162,9 @@ int cli_bad_value(const char *cmd, const char *opt, const char *s,
 }
 
 int cli_opt_dtype(const char *cmd, const char *s, gpt2_dtype *out) {
-    if (strcasecmp(s, "f32") == 0 || strcasecmp(s, "float32") == 0)
-        *out = GPT2_DTYPE_F32;
-    else if (strcasecmp(s, "f16") == 0 || strcasecmp(s, "float16") == 0)
-        *out = GPT2_DTYPE_F16;
-    else if (strcasecmp(s, "bf16") == 0 || strcasecmp(s, "bfloat16") == 0)
-        *out = GPT2_DTYPE_BF16;
-    else
-        return cli_bad_value(cmd, "--dtype", s, "expected f32, f16 or bf16");
+    if (gpt2_dtype_parse(s, out) != GPT2_OK)
+        return cli_bad_value(cmd, "--dtype", s,
+                             "expected f32, f16, bf16, q8_0 or q4_0");
     return CLI_OK;
 }
 
@@ -455,8 +462,10 @@ int cli_load_model(const char *cmd, const char *path, bool need_tokenizer,
         path = def;
     }
     gpt2_model *m;
-    if (gpt2_model_load(path, &m) != GPT2_OK)
-        return cli_lib_error(cmd, "cannot load model '%s'", path);
+    gpt2_status st = weights_dtype < 0
+                         ? gpt2_model_load(path, &m)
+                         : gpt2_model_load_as(path, (gpt2_dtype)weights_dtype, &m);
+    if (st != GPT2_OK) return cli_lib_error(cmd, "cannot load model '%s'", path);
     char why[512] = "";
     /* An llm.c checkpoint never carries a tokenizer, and it was made for
        GPT-2's: give it the installed one. A directory keeps what it has. */

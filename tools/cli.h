@@ -31,6 +31,8 @@ int cmd_prepare(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_summarize(int argc, char **argv);
 int cmd_translate(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* The sentence rule of summarize and translate (in cmd_summarize.c): the
    first sentence of s[0..n) is [*begin, *end), leading and trailing
@@ -56,14 +58,17 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 /* ------------------------------------------------------------- options */
 
-/* Every subcommand accepts --help (-h) and the global --threads N. Start
+/* Every subcommand accepts --help (-h) and the global --threads N and
+   --weights DTYPE (the format cli_load_model keeps the weights in). Start
    a command's long options with CLI_COMMON_OPTIONS and its short option
    string with CLI_SHORTOPTS_PREFIX (":h", so getopt reports a missing
    value as ':' and stays quiet). */
 #define CLI_OPT_THREADS 0x1000
+#define CLI_OPT_WEIGHTS 0x1001
 #define CLI_COMMON_OPTIONS                                                  \
     {"help", no_argument, NULL, 'h'},                                       \
-    {"threads", required_argument, NULL, CLI_OPT_THREADS}
+    {"threads", required_argument, NULL, CLI_OPT_THREADS},                  \
+    {"weights", required_argument, NULL, CLI_OPT_WEIGHTS}
 #define CLI_SHORTOPTS_PREFIX ":h"
 
 /* Prints the help lines of --threads and --help, their descriptions at

@@ -14,7 +14,7 @@ enum { OPT_DTYPE = 0x100 };
 
 static void usage(FILE *f) {
     fprintf(f,
-"usage: gpt2 convert IN OUT [--dtype f32|f16|bf16]\n"
+"usage: gpt2 convert IN OUT [--dtype f32|f16|bf16|q8_0|q4_0]\n"
 "Converts a checkpoint. The direction follows IN and OUT:\n"
 "  IN an llm.c checkpoint (.bin)  ->  OUT a model directory (Hugging Face\n"
 "                                     layout, with GPT-2's tokenizer)\n"
@@ -23,8 +23,8 @@ static void usage(FILE *f) {
 "  IN a model directory           ->  OUT a model directory in another\n"
 "                                     dtype (e.g. a training checkpoint to\n"
 "                                     bf16 weights for shipping)\n\n"
-"  --dtype D      storage of OUT when it is a model directory: f32, f16\n"
-"                 or bf16 (default f32)\n");
+"  --dtype D      storage of OUT when it is a model directory: f32, f16,\n"
+"                 bf16, q8_0 or q4_0 (default f32; see gpt2 quantize)\n");
     cli_common_help(f, 17);
 }
 

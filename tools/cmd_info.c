@@ -85,6 +85,9 @@ static void print_text(const char *path, const gpt2_model *m,
     printf("storage     %s, %s\n", gpt2_dtype_name(gpt2_model_file_dtype(m)),
            gpt2_model_is_mapped(m) ? "memory-mapped"
                                    : "in memory (not mapped)");
+    printf("weights     matrices %s, %.1f MB in memory (what one decode step "
+           "reads)\n", gpt2_dtype_name(gpt2_model_weight_dtype(m)),
+           gpt2_model_weight_bytes(m) / 1e6);
     if (tok)
         printf("tokenizer   yes, %d ids\n", gpt2_tokenizer_vocab_size(tok));
     else
@@ -149,6 +152,9 @@ static int print_json(const char *path, const gpt2_model *m,
          cJSON_AddStringToObject(j, "dtype",
                                  gpt2_dtype_name(gpt2_model_file_dtype(m))) &&
          cJSON_AddBoolToObject(j, "mapped", gpt2_model_is_mapped(m)) &&
+         cJSON_AddStringToObject(j, "weight_dtype",
+                                 gpt2_dtype_name(gpt2_model_weight_dtype(m))) &&
+         add_num(j, "weight_bytes", (double)gpt2_model_weight_bytes(m)) &&
          cJSON_AddBoolToObject(j, "tokenizer", tok != NULL) &&
          add_num(params, "wte", (double)p->n[G_WTE]) &&
          add_num(params, "wpe", (double)p->n[G_WPE]) &&

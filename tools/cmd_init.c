@@ -29,7 +29,7 @@ static void usage(FILE *f) {
 "  --n-ctx N          context length, positions in wpe (default 1024)\n"
 "  --vocab-size V     rows of wte (default 50257, GPT-2's tokenizer)\n"
 "  --seed S           random seed; same seed, same weights (default 0)\n"
-"  --dtype D          f32, f16 or bf16 (default f32)\n"
+"  --dtype D          f32, f16, bf16, q8_0 or q4_0 (default f32)\n"
 "  -o, --output DIR   where to write the model (created if missing)\n");
     cli_common_help(f, 21);
 }

@@ -12,7 +12,9 @@
 #include <errno.h>
 #include <glob.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -333,19 +335,62 @@ static bool state_from_json(const char *text, run_state *r, char *why, size_t ca
 
 /* --------------------------------------------------------------- signals */
 
-static volatile sig_atomic_t stop_signal;
-static void on_signal(int sig) { stop_signal = sig; }
+/* SIGINT and SIGTERM must never interrupt a thread that computes: oneDNN
+   2.x's JIT sgemm kernels point rsp into a heap workspace while they run,
+   so the kernel writes a signal's frame over the heap, and glibc aborts
+   later ("corrupted size vs. prev_size while consolidating"; oneDNN issue
+   #4845, fixed in 3.11). So both signals are blocked before any thread
+   starts (OpenMP's workers inherit the mask), and one thread that computes
+   nothing takes them with sigwait. Before training begins a signal keeps
+   its usual effect; during training it asks for a checkpoint and exit. */
+static sigset_t stop_set;
+static atomic_int stop_signal;   /* the signal that asked to stop, or 0 */
+static atomic_bool training;     /* signals stop the run (else: their default) */
+static bool ignored[NSIG];       /* SIG_IGN on entry, as for `cmd &` in a script */
 
-static void install_signals(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    /* restart interrupted system calls: a Ctrl-C while a checkpoint is
-       being written must not make its writes or fsync fail */
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+/* What the signal would have done without us: nothing, or end the process. */
+static void default_effect(int sig) {
+    if (ignored[sig]) return;
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    signal(sig, SIG_DFL);
+    pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+    raise(sig); /* to this thread: the default action ends the process */
+}
+
+static void *signal_thread(void *arg) {
+    (void)arg;
+    for (;;) {
+        int sig;
+        if (sigwait(&stop_set, &sig) != 0) continue;
+        if (atomic_load(&training)) atomic_store(&stop_signal, sig);
+        else default_effect(sig);
+    }
+    return NULL;
+}
+
+/* Called first, while this is the only thread. */
+static void block_signals(void) {
+    static const int sigs[] = {SIGINT, SIGTERM};
+    sigemptyset(&stop_set);
+    for (int i = 0; i < 2; i++) {
+        struct sigaction old;
+        sigaction(sigs[i], NULL, &old);
+        ignored[sigs[i]] = old.sa_handler == SIG_IGN;
+        sigaddset(&stop_set, sigs[i]);
+    }
+    sigset_t prev;
+    pthread_sigmask(SIG_BLOCK, &stop_set, &prev);
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &a, signal_thread, NULL) != 0) {
+        pthread_sigmask(SIG_SETMASK, &prev, NULL);
+        fprintf(stderr, "gpt2 train: warning: no signal thread: Ctrl-C will not save a checkpoint\n");
+    }
+    pthread_attr_destroy(&a);
 }
 
 /* ---------------------------------------------------------------- output */
@@ -473,7 +518,7 @@ static int train_loop(run *x) {
     char e1[32], e2[32];
     double t_first = now();
     int first_step = x->r.step;
-    install_signals();
+    atomic_store(&training, true);
     while (x->r.step < x->r.steps) {
         float lr = gpt2_train_lr(tp, x->r.step), norm = 0.0f;
         double loss = 0.0;
@@ -521,14 +566,15 @@ static int train_loop(run *x) {
             int rc = save_checkpoint(x, name);
             if (rc != CLI_OK) return rc;
         }
-        if (stop_signal && !last) {
+        int sig = atomic_load(&stop_signal);
+        if (sig && !last) {
             char name[64];
             snprintf(name, sizeof name, "step_%06d", x->r.step);
             fprintf(stderr, "\n%s: saving a checkpoint before exiting\n",
-                    stop_signal == SIGINT ? "interrupted" : "terminated");
+                    sig == SIGINT ? "interrupted" : "terminated");
             int rc = save_checkpoint(x, name);
             write_plot(x);
-            return rc != CLI_OK ? rc : 128 + stop_signal;
+            return rc != CLI_OK ? rc : 128 + sig;
         }
     }
     if (tty) fputc('\n', stderr);
@@ -705,6 +751,7 @@ int cmd_train(int argc, char **argv) {
     o.dtype = GPT2_DTYPE_F32;
     int rc = parse_options(argc, argv, &o);
     if (rc != CLI_OK) return rc < 0 ? CLI_OK : rc;
+    block_signals();
 
     run x;
     memset(&x, 0, sizeof x);

@@ -435,12 +435,13 @@ static int run_save(const char *outdir) {
             SAVE_CFG.n_layer, SAVE_CFG.n_head, SAVE_CFG.n_embd,
             SAVE_CFG.n_ctx, SAVE_CFG.vocab_size, SAVE_CFG.layer_norm_epsilon};
         gpt2__st_out out[5] = {
-            {"tokens", 2, {SAVE_B, T}, tokens_f},
-            {"config", 1, {6, 0}, cfg_f}};
+            {.name = "tokens", .ndim = 2, .shape = {SAVE_B, T}, .data = tokens_f},
+            {.name = "config", .ndim = 1, .shape = {6, 0}, .data = cfg_f}};
         for (int k = 0; k < 3; k++)
-            out[k + 2] = (gpt2__st_out){names[k], 2,
-                                        {(int64_t)SAVE_B * T,
-                                         SAVE_CFG.vocab_size}, logits[k]};
+            out[k + 2] = (gpt2__st_out){.name = names[k], .ndim = 2,
+                                        .shape = {(int64_t)SAVE_B * T,
+                                                  SAVE_CFG.vocab_size},
+                                        .data = logits[k]};
         char path[4096];
         snprintf(path, sizeof path, "%s/c_logits.safetensors", outdir);
         if (gpt2__st_write(path, out, 5, GPT2_DTYPE_F32) != GPT2_OK)

@@ -1,0 +1,117 @@
+/* wmat.h: weight matrices in several storage formats, and the kernels that
+ * multiply by them. Private to the library.
+ *
+ * Decode (one token at a time) reads every weight once per token, so its
+ * speed is the speed of reading the weights: smaller formats are faster.
+ * A gpt2__wmat says how one matrix is stored; the kernels here read it
+ * directly, converting to float32 in registers, and accumulate in float32.
+ *
+ * A matrix maps K inputs to N outputs: y (N) = x (K) @ W.
+ *
+ * Two layouts:
+ *   - GPT2__BY_IN ("in, out"; Hugging Face's Conv1D): K stored rows of N
+ *     values; element (k, n) at row k, column n. F32, F16 and BF16 only,
+ *     so Hugging Face files are used as they are (memory-mapped).
+ *   - GPT2__BY_OUT ("out, in"; nn.Linear, the tied LM head wte (V, C)):
+ *     N stored rows of K values, row n holding the weights of output n.
+ *     Every format. The quantized formats are always BY_OUT, so each row
+ *     is a run of blocks along K and a dot product reads it straight.
+ *
+ * Formats (gpt2_dtype), per stored row of len values:
+ *   F32   len floats.
+ *   F16   len IEEE half floats (uint16).
+ *   BF16  len bfloat16 (uint16: the top half of a float32).
+ *   Q8_0  blocks of 32 values: len/32 scales d (F16, uint16) first, then
+ *         len int8 q; value = d * q. d = max|x| / 127 per block. 8.5 bits.
+ *   Q4_0  blocks of 32: len/32 F16 scales d first, then len/2 bytes; in
+ *         block b, byte j (0..15) holds value 32b+j in its low nibble and
+ *         value 32b+j+16 in its high nibble; value = d * (nibble - 8).
+ *         d = m / -8 where m is the block's value of largest magnitude
+ *         (with its sign), so m itself is exact. 4.5 bits.
+ *   For Q8_0 and Q4_0, len must be a multiple of 32 (GPT2__QBLOCK).
+ *
+ * The kernels come in variants (portable C, AVX2+FMA+F16C, AVX-512
+ * F/BW/VL with AVX512_BF16 where present), chosen once at run time from
+ * the CPU; gpt2__wmat_force_isa lets tests run every variant the CPU has
+ * against the portable one.
+ */
+#ifndef GPT2_WMAT_H
+#define GPT2_WMAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpt2.h"
+
+#define GPT2__QBLOCK 32
+
+typedef enum { GPT2__BY_IN = 0, GPT2__BY_OUT = 1 } gpt2__layout;
+
+typedef struct {
+    gpt2_dtype type;
+    gpt2__layout layout;
+    int K, N;             /* inputs, outputs */
+    const void *data;     /* stored rows, each row_bytes long, back to back */
+    size_t row_bytes;     /* gpt2__row_bytes(type, layout == BY_IN ? N : K) */
+} gpt2__wmat;
+
+/* Bytes of one stored row of len values in format t; 0 if len is not
+   allowed for t (Q8_0/Q4_0 need a multiple of 32). */
+size_t gpt2__row_bytes(gpt2_dtype t, size_t len);
+/* Bytes of the whole matrix (row_bytes * stored rows). */
+size_t gpt2__wmat_bytes(const gpt2__wmat *w);
+
+/* One row of len floats into format t (out: gpt2__row_bytes(t, len)).
+   Round to nearest (even for F16/BF16). */
+void gpt2__quantize_row(gpt2_dtype t, const float *x, size_t len, void *out);
+/* One stored row back to len floats. */
+void gpt2__dequantize_row(gpt2_dtype t, const void *row, size_t len,
+                          float *out);
+
+/* y[n0..n1) = x @ W[:, n0..n1), for 0 <= n0 <= n1 <= N. x (K floats), y
+   (N floats: only [n0, n1) is written). Runs on the calling thread: the
+   caller splits [0, N) among threads. No bias. */
+void gpt2__wmat_gemv_range(const gpt2__wmat *w, const float *x, float *y,
+                           int n0, int n1);
+
+/* The same over all outputs, threaded (OpenMP team of gpt2 threads, one
+   thread when the matrix is small); y (N) = x @ W + bias (bias may be
+   NULL). */
+void gpt2__wmat_gemv(const gpt2__wmat *w, const float *x, const float *bias,
+                     float *y);
+
+/* out (M, N) = inp (M, K) @ W + bias (N, or NULL), for any M >= 1: M == 1
+   is gpt2__wmat_gemv; larger M goes to the GEMM library (F32 BY_IN
+   directly; other formats are converted to float32 in panels of outputs
+   into scratch memory owned by this file, then multiplied). Threaded. */
+void gpt2__wmat_matmul(float *out, const float *inp, const gpt2__wmat *w,
+                       const float *bias, int M);
+
+/* The ISA of the kernels in use: "avx512", "avx2" or "portable". */
+const char *gpt2__wmat_isa(void);
+/* Uses the named variant from now on (tests); false if this CPU cannot run
+   it or the name is unknown. NULL goes back to the automatic choice. */
+bool gpt2__wmat_force_isa(const char *isa);
+
+/* ------------------------------------------------ kernel variants
+   What wmat.c (portable kernels, dispatch) and wmat_x86.c (SIMD
+   variants) share; nothing else should need it. */
+
+/* gemv_range for one format and layout (arguments as above). */
+typedef void (*gpt2__wmat_gemv_fn)(const gpt2__wmat *w, const float *x,
+                                   float *y, int n0, int n1);
+/* dequantize_row for one format. */
+typedef void (*gpt2__wmat_deq_fn)(const void *row, size_t len, float *out);
+
+typedef struct {
+    const char *name;                     /* as gpt2__wmat_isa() says */
+    gpt2__wmat_gemv_fn gemv[5][2];        /* [gpt2_dtype][gpt2__layout] */
+    gpt2__wmat_deq_fn deq[5];             /* [gpt2_dtype] */
+} gpt2__wmat_kernels;
+
+/* The x86 variant named isa ("avx512", "avx2") if this build has it and
+   this CPU can run it, else NULL (always NULL off x86-64). */
+const gpt2__wmat_kernels *gpt2__wmat_x86_kernels(const char *isa);
+
+#endif
