@@ -1,0 +1,543 @@
+/* wmat.c: weight matrices in several formats (wmat.h): sizes, conversion
+   to and from float32, the portable kernels, the choice of kernel variant,
+   and the threaded GEMV and batched matmul built on them. The SIMD
+   variants are in wmat_x86.c. */
+#include "wmat.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "internal.h"
+#include "ops.h"
+
+#ifdef GPT2_USE_DNNL
+#include <dnnl.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Multiply-adds below which a product stays on one thread (as ops.c):
+   waking the team costs more than it saves. */
+#define PARALLEL_MIN ((size_t)1 << 16)
+
+#define N_DTYPES 5
+#define QK GPT2__QBLOCK
+
+/* Bytes of one block of 32 values: the F16 scale and the quants. The
+   scales of a row come first, so the quants of block b sit at
+   row + (len/32)*2 + b*QBYTES. */
+#define Q8_BYTES (2 + QK)
+#define Q4_BYTES (2 + QK / 2)
+
+static bool dtype_ok(gpt2_dtype t) { return (unsigned)t < N_DTYPES; }
+static bool is_quant(gpt2_dtype t) {
+    return t == GPT2_DTYPE_Q8_0 || t == GPT2_DTYPE_Q4_0;
+}
+
+/* ---------------------------------------------------------------- sizes */
+
+size_t gpt2__row_bytes(gpt2_dtype t, size_t len) {
+    switch (t) {
+    case GPT2_DTYPE_F32:
+        return len <= SIZE_MAX / 4 ? len * 4 : 0;
+    case GPT2_DTYPE_F16:
+    case GPT2_DTYPE_BF16:
+        return len <= SIZE_MAX / 2 ? len * 2 : 0;
+    case GPT2_DTYPE_Q8_0:
+        if (len % QK || len / QK > SIZE_MAX / Q8_BYTES) return 0;
+        return len / QK * Q8_BYTES;
+    case GPT2_DTYPE_Q4_0:
+        if (len % QK || len / QK > SIZE_MAX / Q4_BYTES) return 0;
+        return len / QK * Q4_BYTES;
+    }
+    return 0;
+}
+
+size_t gpt2__wmat_bytes(const gpt2__wmat *w) {
+    size_t rows = (size_t)(w->layout == GPT2__BY_IN ? w->K : w->N);
+    size_t n;
+    return gpt2__mul_ok(w->row_bytes, rows, &n) ? n : 0;
+}
+
+/* ------------------------------------------------------ scalar formats */
+
+static inline float bits_to_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Half to float without branches, so the portable loops vectorise. The
+   half's exponent and mantissa, shifted into a float's, read as a float
+   2^112 too small (the biases differ by 112), for normals and subnormals
+   alike; one multiply fixes that exactly. Inf and NaN are set apart.
+   Bit for bit gpt2__f16_to_f32 (tests check all 65536). */
+static inline float f16_to_f32(uint16_t h) {
+    uint32_t em = (uint32_t)(h & 0x7fff);
+    float mag = bits_to_f32(em << 13) * 0x1p112f;
+    uint32_t u;
+    memcpy(&u, &mag, 4);
+    if (em >= 0x7c00) u = 0x7f800000u | (em & 0x3ffu) << 13;
+    return bits_to_f32(u | (uint32_t)(h & 0x8000) << 16);
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    return bits_to_f32((uint32_t)h << 16);
+}
+
+/* ------------------------------------------------------- quantization */
+
+/* The F16 at or above d > 0 (finite), so that max|x| / d <= 127 and the
+   largest value never clamps, even where d is a subnormal half. */
+static uint16_t f16_ceil(double d) {
+    if (!(d < 65504.0)) return 0x7bff; /* the largest finite half */
+    uint16_t h = gpt2__f32_to_f16((float)d);
+    if ((double)gpt2__f16_to_f32(h) < d) h++;
+    return h;
+}
+
+/* round(v) clamped to [lo, hi]; NaN gives 0 */
+static int round_clamp(double v, int lo, int hi) {
+    if (!(v == v)) return 0;
+    if (v < lo) return lo;
+    if (v > hi) return hi;
+    return (int)lrint(v);
+}
+
+static void quantize_q8(const float *x, size_t len, uint8_t *out) {
+    size_t nb = len / QK;
+    uint8_t *qs = out + nb * 2;
+    for (size_t b = 0; b < nb; b++) {
+        const float *xb = x + b * QK;
+        float amax = 0.0f;
+        for (int i = 0; i < QK; i++)
+            if (fabsf(xb[i]) > amax) amax = fabsf(xb[i]);
+        uint16_t dh = amax > 0.0f ? f16_ceil((double)amax / 127.0) : 0;
+        double d = gpt2__f16_to_f32(dh);
+        double inv = d > 0.0 ? 1.0 / d : 0.0;
+        memcpy(out + b * 2, &dh, 2);
+        for (int i = 0; i < QK; i++)
+            qs[b * QK + i] = (uint8_t)(int8_t)round_clamp(xb[i] * inv, -127, 127);
+    }
+}
+
+static void quantize_q4(const float *x, size_t len, uint8_t *out) {
+    size_t nb = len / QK;
+    uint8_t *qs = out + nb * 2;
+    for (size_t b = 0; b < nb; b++) {
+        const float *xb = x + b * QK;
+        /* m: the value of largest magnitude, with its sign; d = m / -8
+           puts m at level -8 exactly (the most negative nibble), using
+           all 16 levels; -m would be +8 and clamps to 7. */
+        float m = 0.0f;
+        for (int i = 0; i < QK; i++)
+            if (fabsf(xb[i]) > fabsf(m)) m = xb[i];
+        float dm = m / -8.0f;
+        if (fabsf(dm) > 65504.0f) dm = copysignf(65504.0f, dm); /* finite */
+        uint16_t dh = gpt2__f32_to_f16(dm);
+        double d = gpt2__f16_to_f32(dh);
+        double inv = d != 0.0 ? 1.0 / d : 0.0;
+        memcpy(out + b * 2, &dh, 2);
+        for (int j = 0; j < QK / 2; j++) {
+            int lo = round_clamp(xb[j] * inv, -8, 7) + 8;
+            int hi = round_clamp(xb[j + QK / 2] * inv, -8, 7) + 8;
+            qs[b * QK / 2 + j] = (uint8_t)(lo | hi << 4);
+        }
+    }
+}
+
+void gpt2__quantize_row(gpt2_dtype t, const float *x, size_t len, void *out) {
+    GPT2_ASSERT(gpt2__row_bytes(t, len) > 0 || len == 0);
+    uint16_t *h = out;
+    switch (t) {
+    case GPT2_DTYPE_F32:
+        memcpy(out, x, len * sizeof(float));
+        break;
+    case GPT2_DTYPE_F16:
+        for (size_t i = 0; i < len; i++) h[i] = gpt2__f32_to_f16(x[i]);
+        break;
+    case GPT2_DTYPE_BF16:
+        for (size_t i = 0; i < len; i++) h[i] = gpt2__f32_to_bf16(x[i]);
+        break;
+    case GPT2_DTYPE_Q8_0:
+        quantize_q8(x, len, out);
+        break;
+    case GPT2_DTYPE_Q4_0:
+        quantize_q4(x, len, out);
+        break;
+    }
+}
+
+/* -------------------------------------------- portable: row segments */
+
+/* Values [j0, j0 + n) of a stored row of len values, as floats into out.
+   For Q8_0/Q4_0, j0 and n are multiples of 32. */
+static void segment_to_f32(gpt2_dtype t, const void *row, size_t len,
+                           size_t j0, size_t n, float *out) {
+    const uint8_t *r = row;
+    switch (t) {
+    case GPT2_DTYPE_F32:
+        memcpy(out, (const float *)row + j0, n * sizeof(float));
+        break;
+    case GPT2_DTYPE_F16: {
+        const uint16_t *h = (const uint16_t *)row + j0;
+        for (size_t i = 0; i < n; i++) out[i] = f16_to_f32(h[i]);
+        break;
+    }
+    case GPT2_DTYPE_BF16: {
+        const uint16_t *h = (const uint16_t *)row + j0;
+        for (size_t i = 0; i < n; i++) out[i] = bf16_to_f32(h[i]);
+        break;
+    }
+    case GPT2_DTYPE_Q8_0: {
+        const uint8_t *qs = r + len / QK * 2;
+        for (size_t b = j0 / QK; b < (j0 + n) / QK; b++) {
+            uint16_t dh;
+            memcpy(&dh, r + b * 2, 2);
+            float d = f16_to_f32(dh);
+            const int8_t *q = (const int8_t *)qs + b * QK;
+            float *o = out + (b * QK - j0);
+            for (int i = 0; i < QK; i++) o[i] = d * (float)q[i];
+        }
+        break;
+    }
+    case GPT2_DTYPE_Q4_0: {
+        const uint8_t *qs = r + len / QK * 2;
+        for (size_t b = j0 / QK; b < (j0 + n) / QK; b++) {
+            uint16_t dh;
+            memcpy(&dh, r + b * 2, 2);
+            float d = f16_to_f32(dh);
+            const uint8_t *q = qs + b * QK / 2;
+            float *o = out + (b * QK - j0);
+            for (int i = 0; i < QK / 2; i++) {
+                o[i] = d * (float)((q[i] & 15) - 8);
+                o[i + QK / 2] = d * (float)((q[i] >> 4) - 8);
+            }
+        }
+        break;
+    }
+    }
+}
+
+static void deq_portable(gpt2_dtype t, const void *row, size_t len,
+                         float *out) {
+    segment_to_f32(t, row, len, 0, len, out);
+}
+static void deq_f32(const void *r, size_t n, float *o) { deq_portable(GPT2_DTYPE_F32, r, n, o); }
+static void deq_f16(const void *r, size_t n, float *o) { deq_portable(GPT2_DTYPE_F16, r, n, o); }
+static void deq_bf16(const void *r, size_t n, float *o) { deq_portable(GPT2_DTYPE_BF16, r, n, o); }
+static void deq_q8(const void *r, size_t n, float *o) { deq_portable(GPT2_DTYPE_Q8_0, r, n, o); }
+static void deq_q4(const void *r, size_t n, float *o) { deq_portable(GPT2_DTYPE_Q4_0, r, n, o); }
+
+/* ------------------------------------------------ portable: the kernels */
+
+/* Floats converted at a time: a multiple of 32, small enough that the
+   buffers stay in L1. */
+#define SEG 256
+
+/* The values [j0, j0 + n) of a stored row as floats: F32 rows are read
+   in place, others converted into buf. */
+static const float *segment(const gpt2__wmat *w, const uint8_t *row,
+                            size_t len, size_t j0, size_t n, float *buf) {
+    if (w->type == GPT2_DTYPE_F32) return (const float *)row + j0;
+    segment_to_f32(w->type, row, len, j0, n, buf);
+    return buf;
+}
+
+/* Eight partial sums: independent chains that vectorise. */
+static float dot(const float *a, const float *b, int n) {
+    float s[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) s[l] += a[i + l] * b[i + l];
+    for (; i < n; i++) s[0] += a[i] * b[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+/* BY_OUT: one dot product per output, SEG inputs at a time. */
+static void gemv_out_portable(const gpt2__wmat *w, const float *x, float *y,
+                              int n0, int n1) {
+    float buf[SEG];
+    const uint8_t *base = w->data;
+    for (int n = n0; n < n1; n++) {
+        const uint8_t *row = base + (size_t)n * w->row_bytes;
+        float acc = 0.0f;
+        for (int k0 = 0; k0 < w->K; k0 += SEG) {
+            int nk = w->K - k0 < SEG ? w->K - k0 : SEG;
+            acc += dot(segment(w, row, w->K, k0, nk, buf), x + k0, nk);
+        }
+        y[n] = acc;
+    }
+}
+
+/* BY_IN: as ops.c's gemv_cols. The outputs are taken SEG columns at a
+   time, kept in L1, while every weight row streams by, four rows per
+   pass. */
+static void gemv_in_portable(const gpt2__wmat *w, const float *x, float *y,
+                             int n0, int n1) {
+    float buf[4][SEG];
+    const uint8_t *base = w->data;
+    size_t rb = w->row_bytes;
+    for (int c0 = n0; c0 < n1; c0 += SEG) {
+        int nc = n1 - c0 < SEG ? n1 - c0 : SEG;
+        float *yo = y + c0;
+        for (int j = 0; j < nc; j++) yo[j] = 0.0f;
+        int k = 0;
+        for (; k + 4 <= w->K; k += 4) {
+            const uint8_t *r = base + (size_t)k * rb;
+            const float *w0 = segment(w, r, w->N, c0, nc, buf[0]);
+            const float *w1 = segment(w, r + rb, w->N, c0, nc, buf[1]);
+            const float *w2 = segment(w, r + 2 * rb, w->N, c0, nc, buf[2]);
+            const float *w3 = segment(w, r + 3 * rb, w->N, c0, nc, buf[3]);
+            float x0 = x[k], x1 = x[k + 1], x2 = x[k + 2], x3 = x[k + 3];
+            for (int j = 0; j < nc; j++)
+                yo[j] += x0 * w0[j] + x1 * w1[j] + x2 * w2[j] + x3 * w3[j];
+        }
+        for (; k < w->K; k++) {
+            const float *w0 =
+                segment(w, base + (size_t)k * rb, w->N, c0, nc, buf[0]);
+            float x0 = x[k];
+            for (int j = 0; j < nc; j++) yo[j] += x0 * w0[j];
+        }
+    }
+}
+
+static const gpt2__wmat_kernels portable_kernels = {
+    .name = "portable",
+    .gemv = {
+        [GPT2_DTYPE_F32] = {gemv_in_portable, gemv_out_portable},
+        [GPT2_DTYPE_F16] = {gemv_in_portable, gemv_out_portable},
+        [GPT2_DTYPE_BF16] = {gemv_in_portable, gemv_out_portable},
+        [GPT2_DTYPE_Q8_0] = {NULL, gemv_out_portable},
+        [GPT2_DTYPE_Q4_0] = {NULL, gemv_out_portable},
+    },
+    .deq = {deq_f32, deq_f16, deq_bf16, deq_q8, deq_q4},
+};
+
+/* ------------------------------------------------------------ dispatch */
+
+static const gpt2__wmat_kernels *auto_kernels = &portable_kernels;
+static pthread_once_t auto_once = PTHREAD_ONCE_INIT;
+/* set by gpt2__wmat_force_isa; NULL: the automatic choice */
+static _Atomic(const gpt2__wmat_kernels *) forced_kernels;
+
+static void choose_kernels(void) {
+    const gpt2__wmat_kernels *k = gpt2__wmat_x86_kernels("avx512");
+    if (!k) k = gpt2__wmat_x86_kernels("avx2");
+    if (k) auto_kernels = k;
+}
+
+static const gpt2__wmat_kernels *kernels(void) {
+    const gpt2__wmat_kernels *k = atomic_load(&forced_kernels);
+    if (k) return k;
+    pthread_once(&auto_once, choose_kernels);
+    return auto_kernels;
+}
+
+const char *gpt2__wmat_isa(void) { return kernels()->name; }
+
+bool gpt2__wmat_force_isa(const char *isa) {
+    const gpt2__wmat_kernels *k = NULL;
+    if (isa == NULL)
+        k = NULL;
+    else if (strcmp(isa, "portable") == 0)
+        k = &portable_kernels;
+    else if (!(k = gpt2__wmat_x86_kernels(isa)))
+        return false;
+    atomic_store(&forced_kernels, k);
+    return true;
+}
+
+static gpt2__wmat_gemv_fn gemv_kernel(const gpt2__wmat *w) {
+    GPT2_ASSERT(dtype_ok(w->type));
+    GPT2_ASSERT(w->layout == GPT2__BY_IN || w->layout == GPT2__BY_OUT);
+    GPT2_ASSERT(w->layout == GPT2__BY_OUT || !is_quant(w->type));
+    GPT2_ASSERT(w->K >= 0 && w->N >= 0);
+    GPT2_ASSERT(!is_quant(w->type) || w->K % QK == 0);
+    gpt2__wmat_gemv_fn f = kernels()->gemv[w->type][w->layout];
+    return f ? f : portable_kernels.gemv[w->type][w->layout];
+}
+
+void gpt2__dequantize_row(gpt2_dtype t, const void *row, size_t len,
+                          float *out) {
+    GPT2_ASSERT(dtype_ok(t));
+    GPT2_ASSERT(!is_quant(t) || len % QK == 0);
+    gpt2__wmat_deq_fn f = kernels()->deq[t];
+    (f ? f : portable_kernels.deq[t])(row, len, out);
+}
+
+/* ---------------------------------------------------------------- GEMV */
+
+void gpt2__wmat_gemv_range(const gpt2__wmat *w, const float *x, float *y,
+                           int n0, int n1) {
+    gpt2__wmat_gemv_fn f = gemv_kernel(w);
+    GPT2_ASSERT(0 <= n0 && n0 <= n1 && n1 <= w->N);
+    if (n0 < n1) f(w, x, y, n0, n1);
+}
+
+/* Outputs are split among threads in multiples of this many, so no two
+   threads write one cache line of y, nor (BY_IN) read one line of a
+   weight row. */
+static int split_unit(const gpt2__wmat *w) {
+    if (w->layout == GPT2__BY_IN && w->type != GPT2_DTYPE_F32) return 32;
+    return 16;
+}
+
+/* [*n0, *n1): part id of nt of [0, n), in multiples of unit */
+static void split_range(int n, int unit, int id, int nt, int *n0, int *n1) {
+    int nblk = (n + unit - 1) / unit;
+    int b0 = (int)((long long)nblk * id / nt);
+    int b1 = (int)((long long)nblk * (id + 1) / nt);
+    *n0 = b0 * unit < n ? b0 * unit : n;
+    *n1 = b1 * unit < n ? b1 * unit : n;
+}
+
+static int team_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+static int team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+void gpt2__wmat_gemv(const gpt2__wmat *w, const float *x, const float *bias,
+                     float *y) {
+    gpt2__wmat_gemv_fn f = gemv_kernel(w);
+    int unit = split_unit(w);
+#pragma omp parallel if ((size_t)w->K * w->N >= PARALLEL_MIN)
+    {
+        int n0, n1;
+        split_range(w->N, unit, team_id(), team_size(), &n0, &n1);
+        if (n0 < n1) {
+            f(w, x, y, n0, n1);
+            if (bias)
+                for (int n = n0; n < n1; n++) y[n] += bias[n];
+        }
+    }
+}
+
+/* -------------------------------------------------------------- matmul */
+
+/* out (M, ldo) [:, 0..w->N) = inp (M, K) @ w with the format's own GEMV
+   kernels: each thread owns a range of outputs and takes it a tile at a
+   time, the tile's weights (about 128 KiB) staying in cache while the M
+   rows of inp pass over them. No scratch memory. */
+static void matmul_tiles(float *out, size_t ldo, const float *inp,
+                         const gpt2__wmat *w, int M) {
+    gpt2__wmat_gemv_fn f = gemv_kernel(w);
+    size_t per_out = gpt2__row_bytes(w->type, (size_t)w->K);
+    if (w->layout == GPT2__BY_IN) /* a column of K values */
+        per_out = (size_t)w->K * (w->type == GPT2_DTYPE_F32 ? 4 : 2);
+    int tile = per_out ? (int)((128 << 10) / per_out) / 16 * 16 : 0;
+    if (tile < 16) tile = 16;
+    int unit = split_unit(w);
+#pragma omp parallel if ((size_t)M * w->K * w->N >= PARALLEL_MIN)
+    {
+        int a, b;
+        split_range(w->N, unit, team_id(), team_size(), &a, &b);
+        for (int t0 = a; t0 < b; t0 += tile) {
+            int t1 = b - t0 < tile ? b : t0 + tile;
+            for (int m = 0; m < M; m++)
+                f(w, inp + (size_t)m * w->K, out + (size_t)m * ldo, t0, t1);
+        }
+    }
+}
+
+/* Outputs [n0, n0 + np) of w as float32 in panel, and a F32 matrix over
+   it: BY_OUT np rows of K, BY_IN K rows of np. */
+static gpt2__wmat panel_to_f32(const gpt2__wmat *w, int n0, int np,
+                               float *panel) {
+    gpt2__wmat p = {.type = GPT2_DTYPE_F32, .layout = w->layout, .K = w->K,
+                    .N = np, .data = panel};
+    const uint8_t *base = w->data;
+    gpt2__wmat_deq_fn deq = kernels()->deq[w->type];
+    if (!deq) deq = portable_kernels.deq[w->type];
+    if (w->layout == GPT2__BY_OUT) {
+        p.row_bytes = (size_t)w->K * sizeof(float);
+#pragma omp parallel for if ((size_t)np * w->K >= PARALLEL_MIN)
+        for (int n = 0; n < np; n++)
+            deq(base + (size_t)(n0 + n) * w->row_bytes, (size_t)w->K,
+                panel + (size_t)n * w->K);
+    } else {
+        /* a column range of a 16-bit row is itself a 16-bit row */
+        p.row_bytes = (size_t)np * sizeof(float);
+#pragma omp parallel for if ((size_t)np * w->K >= PARALLEL_MIN)
+        for (int k = 0; k < w->K; k++)
+            deq(base + (size_t)k * w->row_bytes + (size_t)n0 * 2,
+                (size_t)np, panel + (size_t)k * np);
+    }
+    return p;
+}
+
+/* out (M, ldo) [:, 0..p->N) = inp @ p for a F32 matrix */
+static void matmul_f32(float *out, size_t ldo, const float *inp,
+                       const gpt2__wmat *p, int M) {
+#ifdef GPT2_USE_DNNL
+    dnnl_status_t st;
+    if (p->layout == GPT2__BY_OUT)
+        st = dnnl_sgemm('N', 'T', M, p->N, p->K, 1.0f, inp, p->K, p->data,
+                        (dnnl_dim_t)(p->row_bytes / 4), 0.0f, out,
+                        (dnnl_dim_t)ldo);
+    else
+        st = dnnl_sgemm('N', 'N', M, p->N, p->K, 1.0f, inp, p->K, p->data,
+                        (dnnl_dim_t)(p->row_bytes / 4), 0.0f, out,
+                        (dnnl_dim_t)ldo);
+    if (st == dnnl_success) return;
+#endif
+    matmul_tiles(out, ldo, inp, p, M);
+}
+
+/* Outputs converted to float32 a panel at a time (about 1 MiB, so it is
+   still in cache when the GEMM reads it), each multiplied by the F32
+   path. The panel is this call's own memory: any number of threads may
+   share the model. Without memory, the format's kernels do it all. */
+static void matmul_panels(float *out, const float *inp, const gpt2__wmat *w,
+                          int M) {
+    int P = (int)(((size_t)1 << 18) / (size_t)(w->K > 0 ? w->K : 1)) / 16 * 16;
+    if (P < 64) P = 64;
+    if (P > w->N) P = w->N;
+    float *panel = malloc((size_t)P * w->K * sizeof(float) + 1);
+    if (!panel) {
+        matmul_tiles(out, (size_t)w->N, inp, w, M);
+        return;
+    }
+    for (int n0 = 0; n0 < w->N; n0 += P) {
+        int np = w->N - n0 < P ? w->N - n0 : P;
+        gpt2__wmat p = panel_to_f32(w, n0, np, panel);
+        matmul_f32(out + n0, (size_t)w->N, inp, &p, M);
+    }
+    free(panel);
+}
+
+void gpt2__wmat_matmul(float *out, const float *inp, const gpt2__wmat *w,
+                       const float *bias, int M) {
+    if (M == 1) {
+        gpt2__wmat_gemv(w, inp, bias, out);
+        return;
+    }
+    (void)gemv_kernel(w); /* checks w */
+    if (w->type == GPT2_DTYPE_F32 && w->layout == GPT2__BY_IN) {
+        matmul_forward(out, inp, w->data, bias, M, w->K, w->N);
+        return;
+    }
+    if (w->type == GPT2_DTYPE_F32)
+        matmul_f32(out, (size_t)w->N, inp, w, M);
+    else
+        matmul_panels(out, inp, w, M);
+    if (bias) {
+        int N = w->N;
+#pragma omp parallel for if ((size_t)M * N >= PARALLEL_MIN)
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) out[(size_t)m * N + n] += bias[n];
+    }
+}

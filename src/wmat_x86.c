@@ -1,0 +1,660 @@
+/* wmat_x86.c: the x86-64 variants of wmat.c's kernels, AVX2 (with FMA
+   and F16C) and AVX-512 (F, BW, VL), in intrinsics. Each function is
+   compiled for its ISA by a target attribute, so the library needs no -m
+   flags and one binary runs on any x86-64; wmat.c picks a variant once,
+   from what the CPU reports.
+
+   All of them read the weights in their stored format and widen them to
+   float32 in registers: F16 by vcvtph2ps, BF16 by a 16-bit shift (exact),
+   Q8_0 and Q4_0 by integer widening. Products and sums are float32. x is
+   never rounded: AVX512_BF16's vdpbf16ps would need x in bf16, which
+   changes results, and a shift feeding an FMA reads the weights as fast.
+
+   Two shapes of loop, as wmat.h's layouts ask:
+   - BY_IN: the thread's slice of y is kept in L1 (2048 floats at a time)
+     while the weight rows stream by, four per pass, each adding x[k] *
+     row k into it.
+   - BY_OUT: dot products, four output rows at a time sharing each load
+     of x, one vector accumulator per row, one horizontal sum per row at
+     the end. The quantized rows apply their scale per block to a vector
+     (never a horizontal sum per block).
+
+   No alignment is assumed: all loads are unaligned. */
+#include "wmat.h"
+
+#include <string.h>
+
+#include "internal.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+#define QK GPT2__QBLOCK
+#define ISA512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#define ISA256 __attribute__((target("avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline))
+
+#define F32 GPT2_DTYPE_F32
+#define F16 GPT2_DTYPE_F16
+#define BF16 GPT2_DTYPE_BF16
+
+/* Columns of y a BY_IN kernel keeps in L1 at a time (8 KiB). */
+#define IN_TILE 2048
+/* Output rows a BY_OUT kernel takes at once. */
+#define ROWS 4
+/* How far ahead of its reading the kernels prefetch each stream, bytes */
+#ifndef PF_DIST
+#define PF_DIST 8192
+#endif
+#ifndef PF_ROWS
+#define PF_ROWS 8
+#endif
+#ifndef PF_IN
+#define PF_IN 1
+#endif
+
+static inline size_t elem_size(gpt2_dtype t) { return t == F32 ? 4 : 2; }
+
+/* One value of a stored row (tails of the AVX2 kernels). */
+static inline float load1(gpt2_dtype t, const uint8_t *p, size_t j) {
+    if (t == F32) {
+        float f;
+        memcpy(&f, p + 4 * j, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p + 2 * j, 2);
+    return t == F16 ? gpt2__f16_to_f32(h) : gpt2__bf16_to_f32(h);
+}
+
+/* ============================================================= AVX-512 */
+
+/* 16 values of a row from element j, as floats */
+INLINE ISA512 __m512 load16(gpt2_dtype t, const uint8_t *p, size_t j) {
+    if (t == F32) return _mm512_loadu_ps((const float *)p + j);
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)p + j));
+    if (t == F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* the same for the lanes of m only (the rest 0); reads nothing beyond */
+INLINE ISA512 __m512 load16_mask(gpt2_dtype t, const uint8_t *p, size_t j,
+                                 __mmask16 m) {
+    if (t == F32) return _mm512_maskz_loadu_ps(m, (const float *)p + j);
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)p + j);
+    if (t == F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* the F16 scale of block b of a quantized row (rows of Q4_0 need not be
+   2-byte aligned) */
+static inline uint16_t scale_bits(const void *row, size_t b) {
+    uint16_t h;
+    memcpy(&h, (const uint8_t *)row + 2 * b, 2);
+    return h;
+}
+
+static inline __mmask16 low_mask16(int n) {
+    return (__mmask16)(n >= 16 ? 0xffffu : (1u << n) - 1);
+}
+
+/* y[c0, c0 + nc) += x[k..k+R) @ rows k..k+R) (R = 1 or 4), where col
+   points at column c0 of row k; the same columns pf bytes further on
+   (rows a few passes ahead) are prefetched */
+INLINE ISA512 void in_pass_512(gpt2_dtype t, int R, const uint8_t *col,
+                               size_t rb, const float *xk, float *yo,
+                               int nc, size_t pf) {
+    size_t es = elem_size(t);
+    __m512 xv[4];
+    for (int r = 0; r < R; r++) xv[r] = _mm512_set1_ps(xk[r]);
+    int j = 0;
+    for (; j + 32 <= nc; j += 32) {
+        __m512 a = _mm512_loadu_ps(yo + j), a2 = _mm512_loadu_ps(yo + j + 16);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = col + r * rb;
+            for (size_t b = 0; PF_IN && b < 32 * es; b += 64)
+                _mm_prefetch((const char *)p + j * es + b + pf, _MM_HINT_T0);
+            a = _mm512_fmadd_ps(load16(t, p, (size_t)j), xv[r], a);
+            a2 = _mm512_fmadd_ps(load16(t, p, (size_t)j + 16), xv[r], a2);
+        }
+        _mm512_storeu_ps(yo + j, a);
+        _mm512_storeu_ps(yo + j + 16, a2);
+    }
+    for (; j + 16 <= nc; j += 16) {
+        __m512 a = _mm512_loadu_ps(yo + j);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            a = _mm512_fmadd_ps(load16(t, col + r * rb, (size_t)j), xv[r], a);
+        _mm512_storeu_ps(yo + j, a);
+    }
+    if (j < nc) {
+        __mmask16 m = low_mask16(nc - j);
+        __m512 a = _mm512_maskz_loadu_ps(m, yo + j);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            a = _mm512_fmadd_ps(load16_mask(t, col + r * rb, (size_t)j, m),
+                                xv[r], a);
+        _mm512_mask_storeu_ps(yo + j, m, a);
+    }
+}
+
+INLINE ISA512 void gemv_in_512(gpt2_dtype t, const gpt2__wmat *w,
+                               const float *x, float *y, int n0, int n1) {
+    size_t rb = w->row_bytes, pf = PF_ROWS * rb;
+    for (int c0 = n0; c0 < n1; c0 += IN_TILE) {
+        int nc = n1 - c0 < IN_TILE ? n1 - c0 : IN_TILE;
+        float *yo = y + c0;
+        const uint8_t *col = (const uint8_t *)w->data + (size_t)c0 * elem_size(t);
+        memset(yo, 0, (size_t)nc * sizeof(float));
+        int k = 0;
+        for (; k + 4 <= w->K; k += 4)
+            in_pass_512(t, 4, col + (size_t)k * rb, rb, x + k, yo, nc, pf);
+        for (; k < w->K; k++)
+            in_pass_512(t, 1, col + (size_t)k * rb, rb, x + k, yo, nc, pf);
+    }
+}
+
+/* y[0..R) = dot(rows r of K values, x), rows rb bytes apart */
+INLINE ISA512 void out_rows_512(gpt2_dtype t, int R, const uint8_t *row,
+                                size_t rb, const float *x, int K, float *y) {
+    size_t es = elem_size(t);
+    __m512 acc[ROWS], acc2[ROWS];
+    for (int r = 0; r < R; r++) acc[r] = acc2[r] = _mm512_setzero_ps();
+    int k = 0;
+    /* 32 values a step: two accumulators per row, and a prefetch of each
+       row PF_DIST ahead per cache line read */
+    for (; k + 32 <= K; k += 32) {
+        __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const uint8_t *p = row + r * rb;
+            for (size_t b = 0; t != F32 && b < 32 * es; b += 64)
+                _mm_prefetch((const char *)p + k * es + b + PF_DIST, _MM_HINT_T0);
+            acc[r] = _mm512_fmadd_ps(load16(t, p, (size_t)k), x0, acc[r]);
+            acc2[r] = _mm512_fmadd_ps(load16(t, p, (size_t)k + 16), x1, acc2[r]);
+        }
+    }
+    for (; k + 16 <= K; k += 16) {
+        __m512 xv = _mm512_loadu_ps(x + k);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            acc[r] = _mm512_fmadd_ps(load16(t, row + r * rb, (size_t)k), xv, acc[r]);
+    }
+    if (k < K) {
+        __mmask16 m = low_mask16(K - k);
+        __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            acc[r] = _mm512_fmadd_ps(load16_mask(t, row + r * rb, (size_t)k, m),
+                                     xv, acc[r]);
+    }
+    for (int r = 0; r < R; r++)
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r], acc2[r]));
+}
+
+INLINE ISA512 void gemv_out_512(gpt2_dtype t, const gpt2__wmat *w,
+                                const float *x, float *y, int n0, int n1) {
+    const uint8_t *base = w->data;
+    size_t rb = w->row_bytes;
+    int n = n0;
+    for (; n + ROWS <= n1; n += ROWS)
+        out_rows_512(t, ROWS, base + (size_t)n * rb, rb, x, w->K, y + n);
+    for (; n < n1; n++)
+        out_rows_512(t, 1, base + (size_t)n * rb, rb, x, w->K, y + n);
+}
+
+/* Prefetches bytes [off, off + n) of R rows, PF_DIST ahead */
+INLINE ISA512 void prefetch_rows(int R, const uint8_t *p, size_t rb,
+                                 size_t off, size_t n) {
+    for (int r = 0; r < R; r++)
+        for (size_t b = 0; b < n; b += 64)
+            _mm_prefetch((const char *)p + r * rb + off + b + PF_DIST, _MM_HINT_T0);
+}
+
+/* The F16 scales of blocks [b0, b0 + 16) of R rows (fewer at the end of
+   a row: the rest 0), as floats */
+INLINE ISA512 void scales_512(int R, const uint8_t *row, size_t rb, int b0,
+                              int nb, float sc[][16]) {
+    __mmask16 m = low_mask16(nb - b0);
+    for (int r = 0; r < R; r++) {
+        const uint16_t *s = (const uint16_t *)(row + r * rb) + b0;
+        _mm512_storeu_ps(sc[r], _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, s)));
+    }
+}
+
+/* Q8_0 rows: per block and row, the 32 int8 widened to float, a vector
+   of 16 partial dot products, added into the row's accumulator times
+   the block's scale. */
+INLINE ISA512 void q8_rows_512(int R, const uint8_t *row, size_t rb,
+                               const float *x, int K, float *y) {
+    int nb = K / QK;
+    const uint8_t *qs = row + (size_t)nb * 2;
+    __m512 acc[ROWS];
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+    for (int b0 = 0; b0 < nb; b0 += 16) {
+        float sc[ROWS][16];
+        scales_512(R, row, rb, b0, nb, sc);
+        prefetch_rows(R, qs, rb, (size_t)b0 * QK, 16 * QK);
+        int b1 = nb - b0 < 16 ? nb : b0 + 16;
+        for (int b = b0; b < b1; b++) {
+            __m512 x0 = _mm512_loadu_ps(x + b * QK);
+            __m512 x1 = _mm512_loadu_ps(x + b * QK + 16);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const __m128i *q = (const __m128i *)(qs + r * rb + (size_t)b * QK);
+                __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q)));
+                __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q + 1)));
+                __m512 s = _mm512_fmadd_ps(w1, x1, _mm512_mul_ps(w0, x0));
+                acc[r] = _mm512_fmadd_ps(s, _mm512_set1_ps(sc[r][b - b0]), acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+/* The 16 levels of a Q4_0 nibble, -8..7. */
+#define Q4_LEVELS                                                          \
+    _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7)
+
+/* Q4_0 rows: the 16 levels times the block's scale make a table of the
+   block's 16 possible weights (exact: an 11-bit scale times a 4-bit
+   level), and one vpermps per 16 nibbles looks them up (vpermps reads the
+   low 4 bits of each index, so a byte's low nibble needs no mask). The
+   two lookups per block and row bound the speed (about 50 G weights/s a
+   core on Zen 5); loading a block into all four 128-bit lanes and
+   shifting each lane by its own count, to save the widening shuffle,
+   measured slower. */
+INLINE ISA512 void q4_rows_512(int R, const uint8_t *row, size_t rb,
+                               const float *x, int K, float *y) {
+    int nb = K / QK;
+    const uint8_t *qs = row + (size_t)nb * 2;
+    const __m512 levels = Q4_LEVELS;
+    __m512 acc0[ROWS], acc1[ROWS];
+    for (int r = 0; r < R; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
+    for (int b0 = 0; b0 < nb; b0 += 16) {
+        float sc[ROWS][16];
+        scales_512(R, row, rb, b0, nb, sc);
+        prefetch_rows(R, qs, rb, (size_t)b0 * (QK / 2), 16 * (QK / 2));
+        int b1 = nb - b0 < 16 ? nb : b0 + 16;
+        for (int b = b0; b < b1; b++) {
+            __m512 x0 = _mm512_loadu_ps(x + b * QK);
+            __m512 x1 = _mm512_loadu_ps(x + b * QK + 16);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const __m128i *q = (const __m128i *)(qs + r * rb + (size_t)b * (QK / 2));
+                __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(q));
+                __m512 tab = _mm512_mul_ps(levels, _mm512_set1_ps(sc[r][b - b0]));
+                acc0[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(v, tab), x0, acc0[r]);
+                acc1[r] = _mm512_fmadd_ps(
+                    _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tab), x1, acc1[r]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[r], acc1[r]));
+}
+
+INLINE ISA512 void gemv_q4_512(const gpt2__wmat *w, const float *x, float *y,
+                               int n0, int n1) {
+    const uint8_t *base = w->data;
+    size_t rb = w->row_bytes;
+    int n = n0;
+    for (; n + ROWS <= n1; n += ROWS)
+        q4_rows_512(ROWS, base + (size_t)n * rb, rb, x, w->K, y + n);
+    for (; n < n1; n++)
+        q4_rows_512(1, base + (size_t)n * rb, rb, x, w->K, y + n);
+}
+
+INLINE ISA512 void gemv_q8_512(const gpt2__wmat *w, const float *x, float *y,
+                               int n0, int n1) {
+    const uint8_t *base = w->data;
+    size_t rb = w->row_bytes;
+    int n = n0;
+    for (; n + ROWS <= n1; n += ROWS)
+        q8_rows_512(ROWS, base + (size_t)n * rb, rb, x, w->K, y + n);
+    for (; n < n1; n++)
+        q8_rows_512(1, base + (size_t)n * rb, rb, x, w->K, y + n);
+}
+
+static ISA512 void in_f32_512(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_in_512(F32, w, x, y, a, b); }
+static ISA512 void in_f16_512(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_in_512(F16, w, x, y, a, b); }
+static ISA512 void in_bf16_512(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_in_512(BF16, w, x, y, a, b); }
+static ISA512 void out_f32_512(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_out_512(F32, w, x, y, a, b); }
+static ISA512 void out_f16_512(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_out_512(F16, w, x, y, a, b); }
+static ISA512 void out_bf16_512(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_out_512(BF16, w, x, y, a, b); }
+static ISA512 void out_q8_512(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_q8_512(w, x, y, a, b); }
+static ISA512 void out_q4_512(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_q4_512(w, x, y, a, b); }
+
+/* ------------------------------------------------- AVX-512 dequantize */
+
+INLINE ISA512 void deq16_512(gpt2_dtype t, const void *row, size_t len,
+                             float *out) {
+    size_t j = 0;
+    for (; j + 16 <= len; j += 16) _mm512_storeu_ps(out + j, load16(t, row, j));
+    if (j < len) {
+        __mmask16 m = low_mask16((int)(len - j));
+        _mm512_mask_storeu_ps(out + j, m, load16_mask(t, row, j, m));
+    }
+}
+
+static ISA512 void deq_f16_512(const void *row, size_t len, float *out) { deq16_512(F16, row, len, out); }
+static ISA512 void deq_bf16_512(const void *row, size_t len, float *out) { deq16_512(BF16, row, len, out); }
+
+static ISA512 void deq_q8_512(const void *row, size_t len, float *out) {
+    size_t nb = len / QK;
+    const int8_t *qs = (const int8_t *)row + nb * 2;
+    for (size_t b = 0; b < nb; b++) {
+        __m512 d = _mm512_cvtph_ps(_mm256_set1_epi16((short)scale_bits(row, b)));
+        const __m128i *q = (const __m128i *)(qs + b * QK);
+        __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q)));
+        __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q + 1)));
+        _mm512_storeu_ps(out + b * QK, _mm512_mul_ps(w0, d));
+        _mm512_storeu_ps(out + b * QK + 16, _mm512_mul_ps(w1, d));
+    }
+}
+
+static ISA512 void deq_q4_512(const void *row, size_t len, float *out) {
+    size_t nb = len / QK;
+    const uint8_t *qs = (const uint8_t *)row + nb * 2;
+    const __m512 levels = Q4_LEVELS;
+    for (size_t b = 0; b < nb; b++) {
+        __m512 tab = _mm512_mul_ps(levels, _mm512_cvtph_ps(_mm256_set1_epi16((short)scale_bits(row, b))));
+        __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(qs + b * (QK / 2))));
+        _mm512_storeu_ps(out + b * QK, _mm512_permutexvar_ps(v, tab));
+        _mm512_storeu_ps(out + b * QK + 16,
+                         _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tab));
+    }
+}
+
+static void deq_f32_any(const void *row, size_t len, float *out) {
+    memcpy(out, row, len * sizeof(float));
+}
+
+static const gpt2__wmat_kernels avx512_kernels = {
+    .name = "avx512",
+    .gemv = {
+        [F32] = {in_f32_512, out_f32_512},
+        [F16] = {in_f16_512, out_f16_512},
+        [BF16] = {in_bf16_512, out_bf16_512},
+        [GPT2_DTYPE_Q8_0] = {NULL, out_q8_512},
+        [GPT2_DTYPE_Q4_0] = {NULL, out_q4_512},
+    },
+    .deq = {deq_f32_any, deq_f16_512, deq_bf16_512, deq_q8_512, deq_q4_512},
+};
+
+/* ================================================================ AVX2 */
+
+/* 8 values of a row from element j, as floats */
+INLINE ISA256 __m256 load8(gpt2_dtype t, const uint8_t *p, size_t j) {
+    if (t == F32) return _mm256_loadu_ps((const float *)p + j);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + j));
+    if (t == F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+INLINE ISA256 float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE ISA256 void in_pass_256(gpt2_dtype t, int R, const uint8_t *col,
+                               size_t rb, const float *xk, float *yo,
+                               int nc) {
+    __m256 xv[4];
+    for (int r = 0; r < R; r++) xv[r] = _mm256_set1_ps(xk[r]);
+    int j = 0;
+    for (; j + 8 <= nc; j += 8) {
+        __m256 a = _mm256_loadu_ps(yo + j);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            a = _mm256_fmadd_ps(load8(t, col + r * rb, (size_t)j), xv[r], a);
+        _mm256_storeu_ps(yo + j, a);
+    }
+    for (; j < nc; j++)
+        for (int r = 0; r < R; r++) yo[j] += xk[r] * load1(t, col + r * rb, (size_t)j);
+}
+
+INLINE ISA256 void gemv_in_256(gpt2_dtype t, const gpt2__wmat *w,
+                               const float *x, float *y, int n0, int n1) {
+    size_t rb = w->row_bytes;
+    for (int c0 = n0; c0 < n1; c0 += IN_TILE) {
+        int nc = n1 - c0 < IN_TILE ? n1 - c0 : IN_TILE;
+        float *yo = y + c0;
+        const uint8_t *col = (const uint8_t *)w->data + (size_t)c0 * elem_size(t);
+        memset(yo, 0, (size_t)nc * sizeof(float));
+        int k = 0;
+        for (; k + 4 <= w->K; k += 4)
+            in_pass_256(t, 4, col + (size_t)k * rb, rb, x + k, yo, nc);
+        for (; k < w->K; k++)
+            in_pass_256(t, 1, col + (size_t)k * rb, rb, x + k, yo, nc);
+    }
+}
+
+INLINE ISA256 void out_rows_256(gpt2_dtype t, int R, const uint8_t *row,
+                                size_t rb, const float *x, int K, float *y) {
+    __m256 acc[ROWS];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 xv = _mm256_loadu_ps(x + k);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            acc[r] = _mm256_fmadd_ps(load8(t, row + r * rb, (size_t)k), xv, acc[r]);
+    }
+    for (int r = 0; r < R; r++) {
+        float s = hsum256(acc[r]);
+        for (int i = k; i < K; i++) s += x[i] * load1(t, row + r * rb, (size_t)i);
+        y[r] = s;
+    }
+}
+
+INLINE ISA256 void gemv_out_256(gpt2_dtype t, const gpt2__wmat *w,
+                                const float *x, float *y, int n0, int n1) {
+    const uint8_t *base = w->data;
+    size_t rb = w->row_bytes;
+    int n = n0;
+    for (; n + ROWS <= n1; n += ROWS)
+        out_rows_256(t, ROWS, base + (size_t)n * rb, rb, x, w->K, y + n);
+    for (; n < n1; n++)
+        out_rows_256(t, 1, base + (size_t)n * rb, rb, x, w->K, y + n);
+}
+
+/* The scales of blocks [b0, b0 + 8) of R rows as floats. A 16-byte load
+   past a row's last scale reads its first quants (at least 16 bytes), so
+   it stays inside the row; those lanes are never used. */
+INLINE ISA256 void scales_256(int R, const uint8_t *row, size_t rb, int b0,
+                              float sc[][8]) {
+    for (int r = 0; r < R; r++) {
+        const __m128i *s = (const __m128i *)((const uint16_t *)(row + r * rb) + b0);
+        _mm256_storeu_ps(sc[r], _mm256_cvtph_ps(_mm_loadu_si128(s)));
+    }
+}
+
+/* 8 int8 at p as floats */
+INLINE ISA256 __m256 i8x8(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+INLINE ISA256 void q8_rows_256(int R, const uint8_t *row, size_t rb,
+                               const float *x, int K, float *y) {
+    int nb = K / QK;
+    const uint8_t *qs = row + (size_t)nb * 2;
+    __m256 acc[ROWS];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int b0 = 0; b0 < nb; b0 += 8) {
+        float sc[ROWS][8];
+        scales_256(R, row, rb, b0, sc);
+        int b1 = nb - b0 < 8 ? nb : b0 + 8;
+        for (int b = b0; b < b1; b++) {
+            const float *xb = x + b * QK;
+            __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
+            __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const int8_t *q = (const int8_t *)(qs + r * rb) + b * QK;
+                __m256 s = _mm256_mul_ps(i8x8(q), x0);
+                s = _mm256_fmadd_ps(i8x8(q + 8), x1, s);
+                s = _mm256_fmadd_ps(i8x8(q + 16), x2, s);
+                s = _mm256_fmadd_ps(i8x8(q + 24), x3, s);
+                acc[r] = _mm256_fmadd_ps(s, _mm256_set1_ps(sc[r][b - b0]), acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) y[r] = hsum256(acc[r]);
+}
+
+/* Q4_0 rows: the unsigned nibbles as floats, their dot product with x,
+   less 8 times the block's sum of x (shared by the rows): the dot
+   product with nibble - 8, without subtracting per value. */
+INLINE ISA256 void q4_rows_256(int R, const uint8_t *row, size_t rb,
+                               const float *x, int K, float *y) {
+    int nb = K / QK;
+    const uint8_t *qs = row + (size_t)nb * 2;
+    const __m256i low4 = _mm256_set1_epi32(15);
+    const __m256 eight = _mm256_set1_ps(8.0f);
+    __m256 acc[ROWS];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int b0 = 0; b0 < nb; b0 += 8) {
+        float sc[ROWS][8];
+        scales_256(R, row, rb, b0, sc);
+        int b1 = nb - b0 < 8 ? nb : b0 + 8;
+        for (int b = b0; b < b1; b++) {
+            const float *xb = x + b * QK;
+            __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
+            __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+            __m256 xs8 = _mm256_mul_ps(
+                eight, _mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3)));
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const uint8_t *q = qs + r * rb + (size_t)b * (QK / 2);
+                __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)q));
+                __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + 8)));
+                __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v0, low4)), x0);
+                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v1, low4)), x1, s);
+                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), x2, s);
+                s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), x3, s);
+                s = _mm256_sub_ps(s, xs8);
+                acc[r] = _mm256_fmadd_ps(s, _mm256_set1_ps(sc[r][b - b0]), acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) y[r] = hsum256(acc[r]);
+}
+
+INLINE ISA256 void gemv_q_256(gpt2_dtype t, const gpt2__wmat *w,
+                              const float *x, float *y, int n0, int n1) {
+    const uint8_t *base = w->data;
+    size_t rb = w->row_bytes;
+    int n = n0;
+    for (; n + ROWS <= n1; n += ROWS) {
+        const uint8_t *row = base + (size_t)n * rb;
+        if (t == GPT2_DTYPE_Q8_0) q8_rows_256(ROWS, row, rb, x, w->K, y + n);
+        else q4_rows_256(ROWS, row, rb, x, w->K, y + n);
+    }
+    for (; n < n1; n++) {
+        const uint8_t *row = base + (size_t)n * rb;
+        if (t == GPT2_DTYPE_Q8_0) q8_rows_256(1, row, rb, x, w->K, y + n);
+        else q4_rows_256(1, row, rb, x, w->K, y + n);
+    }
+}
+
+static ISA256 void in_f32_256(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_in_256(F32, w, x, y, a, b); }
+static ISA256 void in_f16_256(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_in_256(F16, w, x, y, a, b); }
+static ISA256 void in_bf16_256(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_in_256(BF16, w, x, y, a, b); }
+static ISA256 void out_f32_256(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_out_256(F32, w, x, y, a, b); }
+static ISA256 void out_f16_256(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_out_256(F16, w, x, y, a, b); }
+static ISA256 void out_bf16_256(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_out_256(BF16, w, x, y, a, b); }
+static ISA256 void out_q8_256(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_q_256(GPT2_DTYPE_Q8_0, w, x, y, a, b); }
+static ISA256 void out_q4_256(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_q_256(GPT2_DTYPE_Q4_0, w, x, y, a, b); }
+
+/* ---------------------------------------------------- AVX2 dequantize */
+
+INLINE ISA256 void deq8_256(gpt2_dtype t, const void *row, size_t len,
+                            float *out) {
+    size_t j = 0;
+    for (; j + 8 <= len; j += 8) _mm256_storeu_ps(out + j, load8(t, row, j));
+    for (; j < len; j++) out[j] = load1(t, row, j);
+}
+
+static ISA256 void deq_f16_256(const void *row, size_t len, float *out) { deq8_256(F16, row, len, out); }
+static ISA256 void deq_bf16_256(const void *row, size_t len, float *out) { deq8_256(BF16, row, len, out); }
+
+static ISA256 void deq_q8_256(const void *row, size_t len, float *out) {
+    size_t nb = len / QK;
+    const int8_t *qs = (const int8_t *)row + nb * 2;
+    for (size_t b = 0; b < nb; b++) {
+        __m256 d = _mm256_cvtph_ps(_mm_set1_epi16((short)scale_bits(row, b)));
+        for (int i = 0; i < QK; i += 8)
+            _mm256_storeu_ps(out + b * QK + i, _mm256_mul_ps(i8x8(qs + b * QK + i), d));
+    }
+}
+
+static ISA256 void deq_q4_256(const void *row, size_t len, float *out) {
+    size_t nb = len / QK;
+    const uint8_t *qs = (const uint8_t *)row + nb * 2;
+    const __m256i low4 = _mm256_set1_epi32(15), eight = _mm256_set1_epi32(8);
+    for (size_t b = 0; b < nb; b++) {
+        __m256 d = _mm256_cvtph_ps(_mm_set1_epi16((short)scale_bits(row, b)));
+        for (int h = 0; h < 2; h++) { /* bytes 0..7, then 8..15 */
+            const uint8_t *q = qs + b * (QK / 2) + h * 8;
+            __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)q));
+            __m256i lo = _mm256_sub_epi32(_mm256_and_si256(v, low4), eight);
+            __m256i hi = _mm256_sub_epi32(_mm256_srli_epi32(v, 4), eight);
+            float *o = out + b * QK + h * 8;
+            _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_cvtepi32_ps(lo), d));
+            _mm256_storeu_ps(o + QK / 2, _mm256_mul_ps(_mm256_cvtepi32_ps(hi), d));
+        }
+    }
+}
+
+static const gpt2__wmat_kernels avx2_kernels = {
+    .name = "avx2",
+    .gemv = {
+        [F32] = {in_f32_256, out_f32_256},
+        [F16] = {in_f16_256, out_f16_256},
+        [BF16] = {in_bf16_256, out_bf16_256},
+        [GPT2_DTYPE_Q8_0] = {NULL, out_q8_256},
+        [GPT2_DTYPE_Q4_0] = {NULL, out_q4_256},
+    },
+    .deq = {deq_f32_any, deq_f16_256, deq_bf16_256, deq_q8_256, deq_q4_256},
+};
+
+/* ============================================================ choosing */
+
+/* F16C from CPUID (not every compiler's __builtin_cpu_supports knows
+   it); the AVX state it needs the OS to save comes with AVX2's check. */
+static bool cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
+static bool cpu_has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           cpu_has_f16c();
+}
+
+static bool cpu_has_avx512(void) {
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+}
+
+const gpt2__wmat_kernels *gpt2__wmat_x86_kernels(const char *isa) {
+    if (strcmp(isa, "avx512") == 0) return cpu_has_avx512() ? &avx512_kernels : NULL;
+    if (strcmp(isa, "avx2") == 0) return cpu_has_avx2() ? &avx2_kernels : NULL;
+    return NULL;
+}
+
+#else /* not x86-64 with GCC or Clang: the portable kernels only */
+
+const gpt2__wmat_kernels *gpt2__wmat_x86_kernels(const char *isa) {
+    (void)isa;
+    return NULL;
+}
+
+#endif
