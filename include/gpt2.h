@@ -315,7 +315,18 @@ typedef struct {
                              embedding, on the attention weights and on
                              both residual branches; 0: off (default) */
     uint64_t seed;        /* dropout's random stream */
+    gpt2_dtype matmul_dtype; /* GPT2_DTYPE_F32 (default), or
+                             GPT2_DTYPE_BF16: mixed precision, the
+                             inputs of every matmul rounded to bfloat16,
+                             products summed in float32; weights, AdamW
+                             and everything else stay float32. About
+                             twice as fast on CPUs with AVX512_BF16 or
+                             AMX (gpt2_bf16_hardware), slower elsewhere */
 } gpt2_train_params;
+
+/* True when this CPU multiplies bfloat16 in hardware (AVX512_BF16 or
+   AMX), so GPT2_DTYPE_BF16 training is faster than float32. */
+int gpt2_bf16_hardware(void);
 
 gpt2_train_params gpt2_train_defaults(void);
 

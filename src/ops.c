@@ -8,9 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#ifdef GPT2_USE_DNNL
-#include <dnnl.h>
-#endif
+#include "gemm.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -171,36 +169,22 @@ static void gemv(float *y, const float *x, const float *w, const float *bias,
         for (int o = 0; o < OC; o++) y[o] += bias[o];
 }
 
-#ifndef GPT2_USE_DNNL
-/* Portable batched matmul: rows in blocks of 4 share each weight row. */
-GPT2_CLONES
-static void matmul_rows(float *out, const float *inp, const float *w, int n0,
-                        int n1, int C, int OC) {
-    for (int n = n0; n < n1; n++) memset(out + (size_t)n * OC, 0, sizeof(float) * OC);
-    for (int i = 0; i < C; i++) {
-        const float *wr = w + (size_t)i * OC;
-        for (int n = n0; n < n1; n++) {
-            float a = inp[(size_t)n * C + i];
-            float *o = out + (size_t)n * OC;
-            for (int j = 0; j < OC; j++) o[j] += a * wr[j];
-        }
-    }
+static _Thread_local bool use_bf16;
+
+void matmul_set_bf16(bool bf16) { use_bf16 = bf16; }
+bool matmul_bf16(void) { return use_bf16; }
+
+static gpt2__gemm_prec prec(void) {
+    return use_bf16 ? GPT2__PREC_BF16 : GPT2__PREC_F32;
 }
-#endif
 
 void matmul_forward(float *out, const float *inp, const float *w,
                     const float *bias, int N, int C, int OC) {
-    if (N == 1) {
+    if (N == 1 && !use_bf16) {
         gemv(out, inp, w, bias, C, OC);
         return;
     }
-#ifdef GPT2_USE_DNNL
-    dnnl_sgemm('N', 'N', N, OC, C, 1.0f, inp, C, w, OC, 0.0f, out, OC);
-#else
-#pragma omp parallel for schedule(static)
-    for (int n0 = 0; n0 < N; n0 += 4)
-        matmul_rows(out, inp, w, n0, n0 + 4 < N ? n0 + 4 : N, C, OC);
-#endif
+    gpt2__gemm('N', 'N', N, OC, C, 1.0f, inp, C, w, OC, 0.0f, out, OC, prec());
     if (bias) {
 #pragma omp parallel for if ((size_t)N * OC >= PARALLEL_MIN)
         for (int n = 0; n < N; n++) {
@@ -240,12 +224,10 @@ static float dot(const float *a, const float *b, int n) {
 
 void lmhead_forward(float *logits, const float *inp, const float *wte, int N,
                     int C, int V) {
-#ifdef GPT2_USE_DNNL
-    if (N > 1) {
-        dnnl_sgemm('N', 'T', N, V, C, 1.0f, inp, C, wte, C, 0.0f, logits, V);
+    if (N > 1 || use_bf16) {
+        gpt2__gemm('N', 'T', N, V, C, 1.0f, inp, C, wte, C, 0.0f, logits, V, prec());
         return;
     }
-#endif
     /* one row per vocabulary entry: wte streams once, contiguously */
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
@@ -494,30 +476,10 @@ void matmul_backward_naive(float *dinp, float *dw, float *db,
 
 void matmul_backward(float *dinp, float *dw, float *db, const float *dout,
                      const float *inp, const float *w, int N, int C, int OC) {
-#ifdef GPT2_USE_DNNL
-    if (dinp) dnnl_sgemm('N', 'T', N, C, OC, 1.0f, dout, OC, w, OC, 1.0f, dinp, C);
-    if (dw) dnnl_sgemm('T', 'N', C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dw, OC);
-#else
-    if (dinp) {
-#pragma omp parallel for
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < C; i++) {
-                const float *wr = w + (size_t)i * OC;
-                dinp[(size_t)n * C + i] += dot(dout + (size_t)n * OC, wr, OC);
-            }
-    }
-    if (dw) {
-#pragma omp parallel for
-        for (int i = 0; i < C; i++) {
-            float *dwr = dw + (size_t)i * OC;
-            for (int n = 0; n < N; n++) {
-                float a = inp[(size_t)n * C + i];
-                const float *d = dout + (size_t)n * OC;
-                for (int o = 0; o < OC; o++) dwr[o] += a * d[o];
-            }
-        }
-    }
-#endif
+    if (dinp)
+        gpt2__gemm('N', 'T', N, C, OC, 1.0f, dout, OC, w, OC, 1.0f, dinp, C, prec());
+    if (dw)
+        gpt2__gemm('T', 'N', C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dw, OC, prec());
     if (db) {
 #pragma omp parallel for if (OC > 256)
         for (int o = 0; o < OC; o++) {
@@ -530,32 +492,10 @@ void matmul_backward(float *dinp, float *dw, float *db, const float *dout,
 
 void lmhead_backward(float *dinp, float *dwte, const float *dlogits,
                      const float *inp, const float *wte, int N, int C, int V) {
-#ifdef GPT2_USE_DNNL
-    if (dinp) dnnl_sgemm('N', 'N', N, C, V, 1.0f, dlogits, V, wte, C, 1.0f, dinp, C);
-    if (dwte) dnnl_sgemm('T', 'N', V, C, N, 1.0f, dlogits, V, inp, C, 1.0f, dwte, C);
-#else
-    if (dinp) {
-#pragma omp parallel for
-        for (int n = 0; n < N; n++)
-            for (int v = 0; v < V; v++) {
-                float d = dlogits[(size_t)n * V + v];
-                const float *wr = wte + (size_t)v * C;
-                float *dx = dinp + (size_t)n * C;
-                for (int i = 0; i < C; i++) dx[i] += d * wr[i];
-            }
-    }
-    if (dwte) {
-#pragma omp parallel for
-        for (int v = 0; v < V; v++) {
-            float *dw = dwte + (size_t)v * C;
-            for (int n = 0; n < N; n++) {
-                float d = dlogits[(size_t)n * V + v];
-                const float *x = inp + (size_t)n * C;
-                for (int i = 0; i < C; i++) dw[i] += d * x[i];
-            }
-        }
-    }
-#endif
+    if (dinp)
+        gpt2__gemm('N', 'N', N, C, V, 1.0f, dlogits, V, wte, C, 1.0f, dinp, C, prec());
+    if (dwte)
+        gpt2__gemm('T', 'N', V, C, N, 1.0f, dlogits, V, inp, C, 1.0f, dwte, C, prec());
 }
 
 void attention_backward(float *dqkv, const float *dout, const float *qkv,

@@ -10,6 +10,7 @@
 #ifndef GPT2_OPS_H
 #define GPT2_OPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,14 @@ void matmul_forward(float *out, const float *inp, const float *w,
    against. */
 void matmul_forward_naive(float *out, const float *inp, const float *w,
                           const float *bias, int N, int C, int OC);
+
+/* The precision of the batched matmuls (matmul_forward with N > 1,
+   matmul_backward, lmhead_forward/backward) on the calling thread: float32,
+   or with bf16 set, inputs rounded to bfloat16 and float32 sums (mixed-
+   precision training, gemm.h). The trainer sets it for its own steps and
+   restores it. */
+void matmul_set_bf16(bool bf16);
+bool matmul_bf16(void);
 
 /* The tied LM head: logits (N,V) = inp (N,C) @ wte (V,C)^T.
    PyTorch: F.linear(inp, wte). */

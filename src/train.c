@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "ops.h"
 
 struct gpt2_trainer {
@@ -34,6 +35,8 @@ struct gpt2_trainer {
     float *dlnf;          /* (B,T,C) */
     int *targets;         /* (B,T) copy for the backward pass */
 };
+
+int gpt2_bf16_hardware(void) { return gpt2__gemm_bf16_available(); }
 
 gpt2_train_params gpt2_train_defaults(void) {
     gpt2_train_params p = {.batch_size = 4,
@@ -91,6 +94,9 @@ static gpt2_status make_owned(gpt2_model *m) {
 }
 
 static gpt2_status check_params(const gpt2_train_params *p, const gpt2_config *c) {
+    if (p->matmul_dtype != GPT2_DTYPE_F32 && p->matmul_dtype != GPT2_DTYPE_BF16)
+        return gpt2__fail(GPT2_ERR_ARG, "trainer: matmul_dtype %s: only F32 or BF16 "
+                          "(mixed precision)", gpt2_dtype_name(p->matmul_dtype));
     if (p->batch_size < 1 || p->seq_len < 1 || p->seq_len > c->n_ctx)
         return gpt2__fail(GPT2_ERR_ARG,
                           "trainer: batch_size %d and seq_len %d must be >= 1 and "
@@ -262,7 +268,10 @@ gpt2_status gpt2_trainer_eval(gpt2_trainer *tr, const int *tokens,
     gpt2_status st = check_batch(tr, tokens, targets);
     if (st) return st;
     size_t n;
+    bool was = matmul_bf16();
+    matmul_set_bf16(tr->p.matmul_dtype == GPT2_DTYPE_BF16);
     *loss = forward(tr, tokens, targets, 0.0f, &n);
+    matmul_set_bf16(was);
     if (n == 0) *loss = NAN;
     return GPT2_OK;
 }
@@ -326,9 +335,8 @@ static void block_backward(gpt2_trainer *tr, int l, const float *x) {
                        d->ln1, x, w->ln1_w, a->ln1_mean, a->ln1_rstd, N, C);
 }
 
-gpt2_status gpt2_trainer_forward_backward(gpt2_trainer *tr, const int *tokens,
-                                          const int *targets, float scale,
-                                          float *loss) {
+static gpt2_status forward_backward(gpt2_trainer *tr, const int *tokens,
+                                   const int *targets, float scale, float *loss) {
     gpt2_status st = check_batch(tr, tokens, targets);
     if (st) return st;
     const gpt2_model *m = tr->m;
@@ -361,6 +369,18 @@ gpt2_status gpt2_trainer_forward_backward(gpt2_trainer *tr, const int *tokens,
         dropout_backward(tr->dres, (size_t)N * C, tr->p.dropout, block_seed(tr, -1));
     encoder_backward(dwte, tr->grads + sp[GPT2__WPE].offset, tr->dres, tokens, B, T, C);
     return GPT2_OK;
+}
+
+/* The step in the trainer's matmul precision (the thread's setting is
+   restored after, so sessions on this thread keep theirs). */
+gpt2_status gpt2_trainer_forward_backward(gpt2_trainer *tr, const int *tokens,
+                                          const int *targets, float scale,
+                                          float *loss) {
+    bool was = matmul_bf16();
+    matmul_set_bf16(tr->p.matmul_dtype == GPT2_DTYPE_BF16);
+    gpt2_status st = forward_backward(tr, tokens, targets, scale, loss);
+    matmul_set_bf16(was);
+    return st;
 }
 
 /* ------------------------------------------------------------- update */

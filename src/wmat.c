@@ -10,11 +10,10 @@
 #include <string.h>
 
 #include "internal.h"
+#include "gemm.h"
 #include "ops.h"
 
-#ifdef GPT2_USE_DNNL
-#include <dnnl.h>
-#endif
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -70,17 +69,23 @@ static inline float bits_to_f32(uint32_t u) {
     return f;
 }
 
+static inline uint32_t f32_to_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
 /* Half to float without branches, so the portable loops vectorise. The
    half's exponent and mantissa, shifted into a float's, read as a float
    2^112 too small (the biases differ by 112), for normals and subnormals
-   alike; one multiply fixes that exactly. Inf and NaN are set apart.
-   Bit for bit gpt2__f16_to_f32 (tests check all 65536). */
+   alike; one multiply fixes that exactly. Inf and NaN are set apart by a
+   select. Bit for bit gpt2__f16_to_f32 (tests check all 65536). */
 static inline float f16_to_f32(uint16_t h) {
     uint32_t em = (uint32_t)(h & 0x7fff);
-    float mag = bits_to_f32(em << 13) * 0x1p112f;
-    uint32_t u;
-    memcpy(&u, &mag, 4);
-    if (em >= 0x7c00) u = 0x7f800000u | (em & 0x3ffu) << 13;
+    uint32_t mag = f32_to_bits(bits_to_f32(em << 13) * 0x1p112f);
+    uint32_t inf_nan = 0x7f800000u | (em & 0x3ffu) << 13;
+    uint32_t special = 0u - (uint32_t)(em >= 0x7c00); /* all ones or 0 */
+    uint32_t u = (inf_nan & special) | (mag & ~special);
     return bits_to_f32(u | (uint32_t)(h & 0x8000) << 16);
 }
 
@@ -173,52 +178,67 @@ void gpt2__quantize_row(gpt2_dtype t, const float *x, size_t len, void *out) {
 
 /* -------------------------------------------- portable: row segments */
 
+/* The portable loops below run in steps of 8 with a fixed inner count and
+   restrict pointers: the shape GCC vectorises at -O2 (its "very cheap"
+   cost model takes no loop that needs a scalar epilogue or an alias
+   check). */
+
+static void f16_run(float *restrict out, const uint16_t *restrict h, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) out[i + l] = f16_to_f32(h[i + l]);
+    for (; i < n; i++) out[i] = f16_to_f32(h[i]);
+}
+
+static void bf16_run(float *restrict out, const uint16_t *restrict h, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) out[i + l] = bf16_to_f32(h[i + l]);
+    for (; i < n; i++) out[i] = bf16_to_f32(h[i]);
+}
+
+static float block_scale(const uint8_t *row, size_t b) {
+    uint16_t dh;
+    memcpy(&dh, row + b * 2, 2);
+    return f16_to_f32(dh);
+}
+
+static void q8_block(float *restrict o, const int8_t *restrict q, float d) {
+    for (int i = 0; i < QK; i++) o[i] = d * (float)q[i];
+}
+
+static void q4_block(float *restrict o, const uint8_t *restrict q, float d) {
+    for (int i = 0; i < QK / 2; i++) {
+        o[i] = d * (float)((q[i] & 15) - 8);
+        o[i + QK / 2] = d * (float)((q[i] >> 4) - 8);
+    }
+}
+
 /* Values [j0, j0 + n) of a stored row of len values, as floats into out.
    For Q8_0/Q4_0, j0 and n are multiples of 32. */
 static void segment_to_f32(gpt2_dtype t, const void *row, size_t len,
                            size_t j0, size_t n, float *out) {
     const uint8_t *r = row;
+    const uint8_t *qs = r + len / QK * 2;
     switch (t) {
     case GPT2_DTYPE_F32:
         memcpy(out, (const float *)row + j0, n * sizeof(float));
         break;
-    case GPT2_DTYPE_F16: {
-        const uint16_t *h = (const uint16_t *)row + j0;
-        for (size_t i = 0; i < n; i++) out[i] = f16_to_f32(h[i]);
+    case GPT2_DTYPE_F16:
+        f16_run(out, (const uint16_t *)row + j0, n);
         break;
-    }
-    case GPT2_DTYPE_BF16: {
-        const uint16_t *h = (const uint16_t *)row + j0;
-        for (size_t i = 0; i < n; i++) out[i] = bf16_to_f32(h[i]);
+    case GPT2_DTYPE_BF16:
+        bf16_run(out, (const uint16_t *)row + j0, n);
         break;
-    }
-    case GPT2_DTYPE_Q8_0: {
-        const uint8_t *qs = r + len / QK * 2;
-        for (size_t b = j0 / QK; b < (j0 + n) / QK; b++) {
-            uint16_t dh;
-            memcpy(&dh, r + b * 2, 2);
-            float d = f16_to_f32(dh);
-            const int8_t *q = (const int8_t *)qs + b * QK;
-            float *o = out + (b * QK - j0);
-            for (int i = 0; i < QK; i++) o[i] = d * (float)q[i];
-        }
+    case GPT2_DTYPE_Q8_0:
+        for (size_t b = j0 / QK; b < (j0 + n) / QK; b++)
+            q8_block(out + (b * QK - j0), (const int8_t *)qs + b * QK,
+                     block_scale(r, b));
         break;
-    }
-    case GPT2_DTYPE_Q4_0: {
-        const uint8_t *qs = r + len / QK * 2;
-        for (size_t b = j0 / QK; b < (j0 + n) / QK; b++) {
-            uint16_t dh;
-            memcpy(&dh, r + b * 2, 2);
-            float d = f16_to_f32(dh);
-            const uint8_t *q = qs + b * QK / 2;
-            float *o = out + (b * QK - j0);
-            for (int i = 0; i < QK / 2; i++) {
-                o[i] = d * (float)((q[i] & 15) - 8);
-                o[i + QK / 2] = d * (float)((q[i] >> 4) - 8);
-            }
-        }
+    case GPT2_DTYPE_Q4_0:
+        for (size_t b = j0 / QK; b < (j0 + n) / QK; b++)
+            q4_block(out + (b * QK - j0), qs + b * QK / 2, block_scale(r, b));
         break;
-    }
     }
 }
 
@@ -248,13 +268,34 @@ static const float *segment(const gpt2__wmat *w, const uint8_t *row,
 }
 
 /* Eight partial sums: independent chains that vectorise. */
-static float dot(const float *a, const float *b, int n) {
+static float dot(const float *restrict a, const float *restrict b, int n) {
     float s[8] = {0};
     int i = 0;
     for (; i + 8 <= n; i += 8)
         for (int l = 0; l < 8; l++) s[l] += a[i + l] * b[i + l];
     for (; i < n; i++) s[0] += a[i] * b[i];
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+/* y[0..n) += x[0] w0 + x[1] w1 + x[2] w2 + x[3] w3 */
+static void axpy4(float *restrict y, const float *restrict w0,
+                  const float *restrict w1, const float *restrict w2,
+                  const float *restrict w3, const float *x, int n) {
+    float x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++)
+            y[j + l] += x0 * w0[j + l] + x1 * w1[j + l] + x2 * w2[j + l] +
+                        x3 * w3[j + l];
+    for (; j < n; j++) y[j] += x0 * w0[j] + x1 * w1[j] + x2 * w2[j] + x3 * w3[j];
+}
+
+static void axpy1(float *restrict y, const float *restrict w0, float x0,
+                  int n) {
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) y[j + l] += x0 * w0[j + l];
+    for (; j < n; j++) y[j] += x0 * w0[j];
 }
 
 /* BY_OUT: one dot product per output, SEG inputs at a time. */
@@ -292,15 +333,12 @@ static void gemv_in_portable(const gpt2__wmat *w, const float *x, float *y,
             const float *w1 = segment(w, r + rb, w->N, c0, nc, buf[1]);
             const float *w2 = segment(w, r + 2 * rb, w->N, c0, nc, buf[2]);
             const float *w3 = segment(w, r + 3 * rb, w->N, c0, nc, buf[3]);
-            float x0 = x[k], x1 = x[k + 1], x2 = x[k + 2], x3 = x[k + 3];
-            for (int j = 0; j < nc; j++)
-                yo[j] += x0 * w0[j] + x1 * w1[j] + x2 * w2[j] + x3 * w3[j];
+            axpy4(yo, w0, w1, w2, w3, x + k, nc);
         }
         for (; k < w->K; k++) {
             const float *w0 =
                 segment(w, base + (size_t)k * rb, w->N, c0, nc, buf[0]);
-            float x0 = x[k];
-            for (int j = 0; j < nc; j++) yo[j] += x0 * w0[j];
+            axpy1(yo, w0, x[k], nc);
         }
     }
 }
@@ -464,14 +502,12 @@ static gpt2__wmat panel_to_f32(const gpt2__wmat *w, int n0, int np,
     if (!deq) deq = portable_kernels.deq[w->type];
     if (w->layout == GPT2__BY_OUT) {
         p.row_bytes = (size_t)w->K * sizeof(float);
-#pragma omp parallel for if ((size_t)np * w->K >= PARALLEL_MIN)
         for (int n = 0; n < np; n++)
             deq(base + (size_t)(n0 + n) * w->row_bytes, (size_t)w->K,
                 panel + (size_t)n * w->K);
     } else {
         /* a column range of a 16-bit row is itself a 16-bit row */
         p.row_bytes = (size_t)np * sizeof(float);
-#pragma omp parallel for if ((size_t)np * w->K >= PARALLEL_MIN)
         for (int k = 0; k < w->K; k++)
             deq(base + (size_t)k * w->row_bytes + (size_t)n0 * 2,
                 (size_t)np, panel + (size_t)k * np);
@@ -479,44 +515,60 @@ static gpt2__wmat panel_to_f32(const gpt2__wmat *w, int n0, int np,
     return p;
 }
 
-/* out (M, ldo) [:, 0..p->N) = inp @ p for a F32 matrix */
+/* Outputs [n0, n0 + np) of w, in place: the same rows (BY_IN: the same
+   stride) from a later start */
+static gpt2__wmat sub_outputs(const gpt2__wmat *w, int n0, int np) {
+    gpt2__wmat v = *w;
+    size_t skip = w->layout == GPT2__BY_OUT
+                      ? (size_t)n0 * w->row_bytes
+                      : (size_t)n0 * (w->type == GPT2_DTYPE_F32 ? 4 : 2);
+    v.data = (const uint8_t *)w->data + skip;
+    v.N = np;
+    return v;
+}
+
+/* out (M, ldo) [:, 0..p->N) = inp @ p for a F32 matrix, through gemm.h
+   in the thread's matmul precision (float32, or bfloat16 inputs while a
+   mixed-precision trainer runs) */
 static void matmul_f32(float *out, size_t ldo, const float *inp,
                        const gpt2__wmat *p, int M) {
-#ifdef GPT2_USE_DNNL
-    dnnl_status_t st;
-    if (p->layout == GPT2__BY_OUT)
-        st = dnnl_sgemm('N', 'T', M, p->N, p->K, 1.0f, inp, p->K, p->data,
-                        (dnnl_dim_t)(p->row_bytes / 4), 0.0f, out,
-                        (dnnl_dim_t)ldo);
-    else
-        st = dnnl_sgemm('N', 'N', M, p->N, p->K, 1.0f, inp, p->K, p->data,
-                        (dnnl_dim_t)(p->row_bytes / 4), 0.0f, out,
-                        (dnnl_dim_t)ldo);
-    if (st == dnnl_success) return;
-#endif
-    matmul_tiles(out, ldo, inp, p, M);
+    gpt2__gemm('N', p->layout == GPT2__BY_OUT ? 'T' : 'N', M, p->N, p->K, 1.0f,
+               inp, p->K, p->data, (int)(p->row_bytes / 4), 0.0f, out, (int)ldo,
+               matmul_bf16() ? GPT2__PREC_BF16 : GPT2__PREC_F32);
 }
 
 /* Outputs converted to float32 a panel at a time (about 1 MiB, so it is
    still in cache when the GEMM reads it), each multiplied by the F32
-   path. The panel is this call's own memory: any number of threads may
-   share the model. Without memory, the format's kernels do it all. */
+   path. The threads share out the panels, each converting into its own
+   memory and multiplying on its own (a GEMM library called inside the
+   team runs single-threaded): one fork/join per call, and any number of
+   threads may share the model. A thread without memory multiplies its
+   panels with the format's own kernels instead. */
 static void matmul_panels(float *out, const float *inp, const gpt2__wmat *w,
                           int M) {
-    int P = (int)(((size_t)1 << 18) / (size_t)(w->K > 0 ? w->K : 1)) / 16 * 16;
-    if (P < 64) P = 64;
-    if (P > w->N) P = w->N;
-    float *panel = malloc((size_t)P * w->K * sizeof(float) + 1);
-    if (!panel) {
-        matmul_tiles(out, (size_t)w->N, inp, w, M);
-        return;
+    int N = w->N, K = w->K > 0 ? w->K : 1;
+    int P = (int)(((size_t)1 << 18) / (size_t)K) / 16 * 16;
+    /* at least a few panels per thread, for balance */
+    int few = (N / (4 * gpt2__threads()) + 15) / 16 * 16;
+    if (P > few) P = few;
+    if (P < 16) P = 16;
+    int npanels = (N + P - 1) / P;
+#pragma omp parallel if ((size_t)M * w->K * N >= PARALLEL_MIN)
+    {
+        float *panel = malloc((size_t)P * K * sizeof(float));
+#pragma omp for schedule(dynamic, 1)
+        for (int i = 0; i < npanels; i++) {
+            int n0 = i * P, np = N - n0 < P ? N - n0 : P;
+            if (panel) {
+                gpt2__wmat p = panel_to_f32(w, n0, np, panel);
+                matmul_f32(out + n0, (size_t)N, inp, &p, M);
+            } else {
+                gpt2__wmat v = sub_outputs(w, n0, np);
+                matmul_tiles(out + n0, (size_t)N, inp, &v, M);
+            }
+        }
+        free(panel);
     }
-    for (int n0 = 0; n0 < w->N; n0 += P) {
-        int np = w->N - n0 < P ? w->N - n0 : P;
-        gpt2__wmat p = panel_to_f32(w, n0, np, panel);
-        matmul_f32(out + n0, (size_t)w->N, inp, &p, M);
-    }
-    free(panel);
 }
 
 void gpt2__wmat_matmul(float *out, const float *inp, const gpt2__wmat *w,

@@ -28,7 +28,7 @@ enum {
     OPT_RESUME, OPT_BATCH, OPT_SEQ, OPT_TOTAL, OPT_LR, OPT_MIN_LR, OPT_WARMUP,
     OPT_WD, OPT_CLIP, OPT_STEPS, OPT_EPOCHS, OPT_SEED, OPT_EVAL_EVERY,
     OPT_EVAL_BATCHES, OPT_SAMPLE_EVERY, OPT_SAMPLE_TOKENS, OPT_SAMPLE_PROMPT,
-    OPT_SAVE_EVERY, OPT_DROPOUT, OPT_SHUFFLE, OPT_DTYPE
+    OPT_SAVE_EVERY, OPT_DROPOUT, OPT_SHUFFLE, OPT_DTYPE, OPT_SAVE_DTYPE
 };
 
 static void usage(FILE *f) {
@@ -66,6 +66,10 @@ static void usage(FILE *f) {
 "  --clip X              clip the gradient norm; 0 off (default 1.0)\n"
 "  --dropout P           dropout probability (default 0: off)\n"
 "  --seed S              init, shuffle and dropout seed (default 1337)\n"
+"  --dtype D             matmul precision: fp32 (default) or bf16 (mixed\n"
+"                        precision: matmul inputs rounded to bfloat16,\n"
+"                        sums, weights and AdamW in float32; about 2x\n"
+"                        faster on CPUs with AVX512_BF16 or AMX)\n"
 "reporting:\n"
 "  --eval-every N        validation loss every N steps, 0 off (default 100)\n"
 "  --eval-batches N      batches per validation, 0 all (default 0)\n"
@@ -74,8 +78,8 @@ static void usage(FILE *f) {
 "  --sample-prompt TEXT  its prompt (default: <|endoftext|>, unconditional)\n"
 "  --save-every N        checkpoint every N steps, 0 only at the end\n"
 "                        (default 0)\n"
-"  --dtype D             checkpoints' weights: f32 (default; needed to\n"
-"                        resume exactly), f16 or bf16 for final/ only\n");
+"  --save-dtype D        final/'s weights: f32 (default), f16 or bf16;\n"
+"                        step checkpoints stay f32 to resume exactly\n");
     cli_common_help(f, 24);
 }
 
@@ -125,6 +129,7 @@ static int parse_options(int argc, char **argv, train_options *o) {
         {"dropout", required_argument, NULL, OPT_DROPOUT},
         {"shuffle", no_argument, NULL, OPT_SHUFFLE},
         {"dtype", required_argument, NULL, OPT_DTYPE},
+        {"save-dtype", required_argument, NULL, OPT_SAVE_DTYPE},
         {NULL, 0, NULL, 0},
     };
     int c, rc = CLI_OK, n;
@@ -142,7 +147,13 @@ static int parse_options(int argc, char **argv, train_options *o) {
         case OPT_RESUME: o->resume = optarg; break;
         case OPT_SAMPLE_PROMPT: o->sample_prompt = optarg; break;
         case OPT_SHUFFLE: o->shuffle = 1; break;
-        case OPT_DTYPE: rc = cli_opt_dtype(CMD, optarg, &o->dtype); break;
+        case OPT_SAVE_DTYPE: rc = cli_opt_dtype(CMD, optarg, &o->dtype); break;
+        case OPT_DTYPE:
+            rc = cli_opt_dtype(CMD, optarg, &tp->matmul_dtype);
+            if (!rc && tp->matmul_dtype != GPT2_DTYPE_F32 &&
+                tp->matmul_dtype != GPT2_DTYPE_BF16)
+                rc = cli_bad_value(CMD, "--dtype", optarg, "expected fp32 or bf16");
+            break;
         case OPT_LAYER: rc = cli_opt_int(CMD, "--n-layer", optarg, 1, 4096, &o->n_layer); break;
         case OPT_HEAD: rc = cli_opt_int(CMD, "--n-head", optarg, 1, 65536, &o->n_head); break;
         case OPT_EMBD: rc = cli_opt_int(CMD, "--n-embd", optarg, 1, 65536, &o->n_embd); break;
@@ -260,6 +271,7 @@ static char *state_to_json(const run_state *r) {
     cJSON_AddNumberToObject(hp, "sample_tokens", r->sample_tokens);
     cJSON_AddStringToObject(hp, "sample_prompt", r->sample_prompt);
     cJSON_AddNumberToObject(hp, "save_every", r->save_every);
+    cJSON_AddStringToObject(hp, "matmul_dtype", gpt2_dtype_name(r->tp.matmul_dtype));
     cJSON_AddItemToObject(j, "hyperparameters", hp);
     char *s = cJSON_Print(j);
     cJSON_Delete(j);
@@ -328,6 +340,11 @@ static bool state_from_json(const char *text, run_state *r, char *why, size_t ca
         r->tp.seed = strtoull(seed->valuestring, NULL, 10);
         snprintf(r->data, sizeof r->data, "%s", data->valuestring);
         snprintf(r->sample_prompt, sizeof r->sample_prompt, "%s", prompt->valuestring);
+        /* runs from before mixed precision have no matmul_dtype: fp32 */
+        const cJSON *md = cJSON_GetObjectItemCaseSensitive(hp, "matmul_dtype");
+        r->tp.matmul_dtype = GPT2_DTYPE_F32;
+        if (cJSON_IsString(md) && gpt2_dtype_parse(md->valuestring, &r->tp.matmul_dtype))
+            ok = false, snprintf(why, cap, "bad matmul_dtype");
     }
     cJSON_Delete(j);
     return ok;
@@ -782,12 +799,17 @@ int cmd_train(int argc, char **argv) {
         char count[32];
         fprintf(stderr,
                 "training %s-parameter GPT-2 (n_layer %d, n_head %d, n_embd %d, n_ctx %d) on %s: "
-                "%llu train tokens%s; B=%d T=%d, %d micro-batch%s per step, %d steps, %d threads\n",
+                "%llu train tokens%s; B=%d T=%d, %d micro-batch%s per step, %d steps, %d threads, "
+                "%s matmuls\n",
                 cli_fmt_count(gpt2_model_num_params(x.m), count), c->n_layer, c->n_head,
                 c->n_embd, c->n_ctx, x.r.data,
                 (unsigned long long)gpt2_loader_num_tokens(x.train),
                 x.val ? "" : " (no validation split)", x.r.tp.batch_size, x.r.tp.seq_len,
-                x.accum, x.accum == 1 ? "" : "es", x.r.steps, gpt2_get_threads());
+                x.accum, x.accum == 1 ? "" : "es", x.r.steps, gpt2_get_threads(),
+                x.r.tp.matmul_dtype == GPT2_DTYPE_BF16
+                    ? (gpt2_bf16_hardware() ? "bf16 (mixed precision)"
+                                            : "bf16 (emulated: this CPU has no bf16 unit)")
+                    : "fp32");
         x.t_start = now();
         rc = train_loop(&x);
     }
