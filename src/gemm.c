@@ -273,6 +273,7 @@ static void micro_portable(int kc, const void *a_, const void *b_, float *c,
     for (int k = 0; k < kc; k++) {
         vf16 bv;
         memcpy(&bv, b + (size_t)k * PNR, sizeof bv);
+#pragma GCC unroll 8
         for (int i = 0; i < PMR; i++) acc[i] = acc[i] + a[(size_t)k * PMR + i] * bv;
     }
     float out[PMR][PNR];
@@ -311,13 +312,7 @@ static bool blocked(const gpt2__gemm_kernel *kn, const gpt2__gemm_args *g) {
     thread_ctx *ctx = ctx_get();
     if (!ctx) return false;
     int M = g->M, N = g->N, K = g->K, mr = kn->mr, nr = kn->nr;
-    int KC = kn->kc;
-    if (getenv("GEMM_KC")) KC = atoi(getenv("GEMM_KC")); /* TUNING */
-    gpt2__gemm_kernel tuned = *kn;
-    if (getenv("GEMM_MC")) tuned.mc = atoi(getenv("GEMM_MC")) / tuned.mr * tuned.mr;
-    if (getenv("GEMM_NC")) tuned.nc = atoi(getenv("GEMM_NC")) / tuned.nr * tuned.nr;
-    kn = &tuned;
-    int kcp = ceil_div(imin(K, KC), kn->kstep) * kn->kstep;
+    int kcp = ceil_div(imin(K, kn->kc), kn->kstep) * kn->kstep;
     size_t apanel = (size_t)kcp * mr * kn->esize, bpanel = (size_t)kcp * nr * kn->esize;
     size_t abytes = (apanel * ceil_div(imin(M, kn->mc), mr) + 63) & ~(size_t)63;
     size_t bbytes = (bpanel * ceil_div(imin(N, kn->nc), nr) + 63) & ~(size_t)63;
@@ -333,8 +328,8 @@ static bool blocked(const gpt2__gemm_kernel *kn, const gpt2__gemm_args *g) {
 #endif
         for (int jc = 0; jc < N; jc += kn->nc) {
             int ncb = imin(kn->nc, N - jc), npan = ceil_div(ncb, nr);
-            for (int pc = 0; pc < K; pc += KC) {
-                int kb = imin(KC, K - pc), kbp = ceil_div(kb, kn->kstep) * kn->kstep;
+            for (int pc = 0; pc < K; pc += kn->kc) {
+                int kb = imin(kn->kc, K - pc), kbp = ceil_div(kb, kn->kstep) * kn->kstep;
                 size_t bstep = (size_t)kbp * nr * kn->esize, astep = (size_t)kbp * mr * kn->esize;
                 float beta = pc == 0 ? g->beta : 1.0f;
 #pragma omp for schedule(static)

@@ -131,7 +131,7 @@ typedef struct {
 } gpt2__gemm_args;
 
 /* The most k values the driver packs at a time (a kernel's kc). */
-#define GPT2__GEMM_KC 1024
+#define GPT2__GEMM_KC 512
 
 /* A micro-kernel and its packing, for the blocked driver in gemm.c. The
    driver packs op(B) in panels of nr columns and op(A) in panels of mr

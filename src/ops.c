@@ -6,9 +6,14 @@
 #include "ops.h"
 
 #include <math.h>
+#include <stdlib.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 #include <string.h>
 
 #include "gemm.h"
+#include "pool.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -322,6 +327,181 @@ static void attend_online(float *out, const float *q, const float *k,
     for (int i = 0; i < HS; i++) out[i] *= inv;
 }
 
+/* ------------------------------------------- attention over a KV cache
+
+   Inference reads K and V once per query row and head in two passes: the
+   scores of every key (a dot product each), then the softmax and the
+   weighted sum of the values. Decode at a long context spends its
+   attention time here. */
+
+/* scores[s] = scale * q . k_s for s < nk (keys kv_stride floats apart). */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f")))
+static void key_scores_avx512(float *scores, const float *q, const float *k,
+                              int nk, int HS, size_t kv_stride, float scale) {
+    /* HS % 16 == 0 (the caller checks): whole vectors, four keys at a time
+       sharing the loads of q */
+    int s = 0;
+    for (; s + 4 <= nk; s += 4) {
+        const float *k0 = k + s * kv_stride, *k1 = k0 + kv_stride,
+                    *k2 = k1 + kv_stride, *k3 = k2 + kv_stride;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int i = 0; i < HS; i += 16) {
+            __m512 qi = _mm512_loadu_ps(q + i);
+            a0 = _mm512_fmadd_ps(qi, _mm512_loadu_ps(k0 + i), a0);
+            a1 = _mm512_fmadd_ps(qi, _mm512_loadu_ps(k1 + i), a1);
+            a2 = _mm512_fmadd_ps(qi, _mm512_loadu_ps(k2 + i), a2);
+            a3 = _mm512_fmadd_ps(qi, _mm512_loadu_ps(k3 + i), a3);
+        }
+        scores[s] = scale * _mm512_reduce_add_ps(a0);
+        scores[s + 1] = scale * _mm512_reduce_add_ps(a1);
+        scores[s + 2] = scale * _mm512_reduce_add_ps(a2);
+        scores[s + 3] = scale * _mm512_reduce_add_ps(a3);
+    }
+    for (; s < nk; s++) {
+        const float *ks = k + s * kv_stride;
+        __m512 a = _mm512_setzero_ps();
+        for (int i = 0; i < HS; i += 16)
+            a = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(ks + i), a);
+        scores[s] = scale * _mm512_reduce_add_ps(a);
+    }
+}
+#endif
+
+static void key_scores_portable(float *scores, const float *q, const float *k,
+                                int nk, int HS, size_t kv_stride, float scale) {
+    for (int s = 0; s < nk; s++) scores[s] = scale * dot(q, k + s * kv_stride, HS);
+}
+
+static int have_avx512(void);
+
+static void key_scores(float *scores, const float *q, const float *k, int nk,
+                       int HS, size_t kv_stride, float scale) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (have_avx512() && HS % 16 == 0) {
+        key_scores_avx512(scores, q, k, nk, HS, kv_stride, scale);
+        return;
+    }
+#endif
+    key_scores_portable(scores, q, k, nk, HS, kv_stride, scale);
+}
+
+/* p[0..n) = e^(p - max), returns their sum */
+GPT2_CLONES
+static float exp_shifted(float *p, int n, float m) {
+    float sum = 0.0f;
+    for (int s = 0; s < n; s++) {
+        p[s] = exp_nonpos(p[s] - m);
+        sum += p[s];
+    }
+    return sum;
+}
+
+/* out (HS) = sum_s p[s] v_s * inv */
+#if defined(__x86_64__) && defined(__GNUC__)
+/* HS % 16 == 0: the output stays in registers, 64 columns at a time */
+__attribute__((target("avx512f")))
+static void weighted_values_avx512(float *out, const float *p, const float *v,
+                                   int nk, int HS, size_t kv_stride, float inv) {
+    int c = 0;
+    for (; c + 64 <= HS; c += 64) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        const float *vs = v + c;
+        for (int s = 0; s < nk; s++, vs += kv_stride) {
+            __m512 w = _mm512_set1_ps(p[s]);
+            a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(vs), a0);
+            a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(vs + 16), a1);
+            a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(vs + 32), a2);
+            a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(vs + 48), a3);
+        }
+        __m512 sc = _mm512_set1_ps(inv);
+        _mm512_storeu_ps(out + c, _mm512_mul_ps(a0, sc));
+        _mm512_storeu_ps(out + c + 16, _mm512_mul_ps(a1, sc));
+        _mm512_storeu_ps(out + c + 32, _mm512_mul_ps(a2, sc));
+        _mm512_storeu_ps(out + c + 48, _mm512_mul_ps(a3, sc));
+    }
+    for (; c < HS; c += 16) {
+        __m512 a = _mm512_setzero_ps();
+        const float *vs = v + c;
+        for (int s = 0; s < nk; s++, vs += kv_stride)
+            a = _mm512_fmadd_ps(_mm512_set1_ps(p[s]), _mm512_loadu_ps(vs), a);
+        _mm512_storeu_ps(out + c, _mm512_mul_ps(a, _mm512_set1_ps(inv)));
+    }
+}
+#endif
+
+GPT2_CLONES
+static void weighted_values_portable(float *out, const float *p, const float *v,
+                                     int nk, int HS, size_t kv_stride, float inv) {
+    for (int i = 0; i < HS; i++) out[i] = 0.0f;
+    for (int s = 0; s < nk; s++) {
+        const float *vs = v + s * kv_stride;
+        float a = p[s] * inv;
+        for (int i = 0; i < HS; i++) out[i] += a * vs[i];
+    }
+}
+
+static int have_avx512(void) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+    static int avx512 = -1;
+    if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f");
+    return avx512;
+#else
+    return 0;
+#endif
+}
+
+static void weighted_values(float *out, const float *p, const float *v, int nk,
+                            int HS, size_t kv_stride, float inv) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (have_avx512() && HS % 16 == 0) {
+        weighted_values_avx512(out, p, v, nk, HS, kv_stride, inv);
+        return;
+    }
+#endif
+    weighted_values_portable(out, p, v, nk, HS, kv_stride, inv);
+}
+
+/* One query row and head over keys 0..nk-1; p: nk floats of scratch. */
+static void attend_row(float *out, const float *q, const float *k,
+                       const float *v, int nk, int HS, size_t kv_stride,
+                       float scale, float *p) {
+    key_scores(p, q, k, nk, HS, kv_stride, scale);
+    float m = row_max(p, nk);
+    float sum = exp_shifted(p, nk, m);
+    weighted_values(out, p, v, nk, HS, kv_stride, 1.0f / sum);
+}
+
+/* Attention's arguments, for the chunks of the inference path. */
+typedef struct {
+    float *out;
+    const float *q, *k, *v;
+    int T, Tk, C, NH, rows; /* rows = B * T * NH (query, head) pairs */
+    size_t q_stride, q_bstride, kv_stride, kv_bstride;
+} attention_job;
+
+/* Rows [i*rows/n, (i+1)*rows/n) of the (b, t, h) pairs, online softmax. */
+static void attention_chunk(void *ctx, int i, int n) {
+    const attention_job *j = ctx;
+    int HS = j->C / j->NH, past = j->Tk - j->T;
+    float scale = 1.0f / sqrtf((float)HS);
+    int r0 = (int)((long long)j->rows * i / n), r1 = (int)((long long)j->rows * (i + 1) / n);
+    /* the scores of one row: on the stack when short, else one block */
+    float stack[2048], *p = j->Tk <= 2048 ? stack : malloc(sizeof(float) * (size_t)j->Tk);
+    for (int r = r0; r < r1; r++) {
+        int h = r % j->NH, t = (r / j->NH) % j->T, b = r / (j->NH * j->T);
+        const float *qh = j->q + b * j->q_bstride + t * j->q_stride + h * HS;
+        const float *kh = j->k + b * j->kv_bstride + h * HS;
+        const float *vh = j->v + b * j->kv_bstride + h * HS;
+        float *oh = j->out + ((size_t)b * j->T + t) * j->C + h * HS;
+        if (p)
+            attend_row(oh, qh, kh, vh, past + t + 1, HS, j->kv_stride, scale, p);
+        else /* no memory for the scores: one pass, online softmax */
+            attend_online(oh, qh, kh, vh, past + t + 1, HS, j->kv_stride, scale);
+    }
+    if (p != stack) free(p);
+}
+
 void attention_forward(float *out, float *att, const float *q,
                        const float *k, const float *v, int B, int T, int Tk,
                        int C, int NH, size_t q_stride, size_t q_bstride,
@@ -329,8 +509,18 @@ void attention_forward(float *out, float *att, const float *q,
     int HS = C / NH;
     int past = Tk - T;
     float scale = 1.0f / sqrtf((float)HS);
-#pragma omp parallel for collapse(3) schedule(dynamic, 4) \
-    if ((size_t)B * T * NH * Tk * (C / NH) >= PARALLEL_MIN)
+    size_t work = (size_t)B * T * NH * Tk * HS;
+    if (!att) {
+        /* inference: on the decode pool (pool.h), so a decode step's
+           pieces share one set of threads */
+        attention_job j = {out, q, k, v, T, Tk, C, NH, B * T * NH,
+                           q_stride, q_bstride, kv_stride, kv_bstride};
+        int chunks = work >= PARALLEL_MIN ? 4 * gpt2__pool_threads() : 1;
+        if (chunks > j.rows) chunks = j.rows;
+        gpt2__pool_run(attention_chunk, &j, chunks);
+        return;
+    }
+#pragma omp parallel for collapse(3) schedule(dynamic, 4) if (work >= PARALLEL_MIN)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++)
             for (int h = 0; h < NH; h++) {
@@ -339,11 +529,8 @@ void attention_forward(float *out, float *att, const float *q,
                 const float *vh = v + b * kv_bstride + h * HS;
                 float *oh = out + ((size_t)b * T + t) * C + h * HS;
                 int nk = past + t + 1; /* keys at or before this position */
-                if (att)
-                    attend_stored(oh, att + (((size_t)b * NH + h) * T + t) * Tk,
-                                  qh, kh, vh, nk, Tk, HS, kv_stride, scale);
-                else
-                    attend_online(oh, qh, kh, vh, nk, HS, kv_stride, scale);
+                attend_stored(oh, att + (((size_t)b * NH + h) * T + t) * Tk,
+                              qh, kh, vh, nk, Tk, HS, kv_stride, scale);
             }
 }
 

@@ -11,6 +11,7 @@
 
 #include "internal.h"
 #include "gemm.h"
+#include "pool.h"
 #include "ops.h"
 
 
@@ -448,20 +449,41 @@ static int team_size(void) {
 #endif
 }
 
+/* One chunk of a threaded GEMV: a range of outputs. */
+typedef struct {
+    const gpt2__wmat *w;
+    gpt2__wmat_gemv_fn f;
+    const float *x, *bias;
+    float *y;
+    int unit;
+} gemv_job;
+
+static void gemv_chunk(void *ctx, int i, int n) {
+    const gemv_job *j = ctx;
+    int n0, n1;
+    split_range(j->w->N, j->unit, i, n, &n0, &n1);
+    if (n0 >= n1) return;
+    j->f(j->w, j->x, j->y, n0, n1);
+    if (j->bias)
+        for (int o = n0; o < n1; o++) j->y[o] += j->bias[o];
+}
+
+/* Chunks per thread: more than one, so that when another process holds a
+   core, the threads that run take over the chunks of the one that does
+   not (pool.h); few, because BY_IN chunks are column slices and a narrow
+   slice streams its rows less well. */
+#define GEMV_CHUNKS_PER_THREAD 3
+
 void gpt2__wmat_gemv(const gpt2__wmat *w, const float *x, const float *bias,
                      float *y) {
-    gpt2__wmat_gemv_fn f = gemv_kernel(w);
-    int unit = split_unit(w);
-#pragma omp parallel if ((size_t)w->K * w->N >= PARALLEL_MIN)
-    {
-        int n0, n1;
-        split_range(w->N, unit, team_id(), team_size(), &n0, &n1);
-        if (n0 < n1) {
-            f(w, x, y, n0, n1);
-            if (bias)
-                for (int n = n0; n < n1; n++) y[n] += bias[n];
-        }
+    gemv_job j = {w, gemv_kernel(w), x, bias, y, split_unit(w)};
+    int chunks = 1;
+    if ((size_t)w->K * w->N >= PARALLEL_MIN) {
+        int most = (w->N + j.unit - 1) / j.unit; /* one unit each at least */
+        chunks = gpt2__pool_threads() * GEMV_CHUNKS_PER_THREAD;
+        if (chunks > most) chunks = most;
     }
+    gpt2__pool_run(gemv_chunk, &j, chunks);
 }
 
 /* -------------------------------------------------------------- matmul */

@@ -46,6 +46,7 @@
 static const char *const CMD = "bench";
 
 #define MAX_THREAD_COUNTS 8
+#define MAX_TEAM 1024 /* the most threads --threads accepts */
 #define MAX_FORMATS 5
 #define MAX_REPEATS 64
 #define N_CTXS 2
@@ -79,16 +80,8 @@ typedef struct {
     bool lower_better;
     double limit;         /* in unit; 0: none */
     char limit_note[200]; /* how the limit is set */
-    size_t read_bytes;    /* > 0: the limit is one read pass over this many
-                             bytes, resolved by resolve_read_limits */
     double target;        /* > 0: a target, not a limit (contention) */
 } figure;
-
-typedef struct {
-    size_t bytes;
-    int threads;
-    double gb_s;
-} read_result;
 
 /* --------------------------------------------------------------- state */
 
@@ -121,8 +114,11 @@ typedef struct {
     const char *fma_isa, *read_isa;
     figure figs[MAX_FIGURES];
     int n_figs;
-    read_result reads[128];
-    int n_reads;
+    /* the read passes' buffer: allocated and touched once, up front, so
+       that the passes can run next to the figures they limit without
+       changing the process's peak RSS */
+    unsigned char *read_buf;
+    size_t read_buf_lines;
     double t_start;
 } bench;
 
@@ -331,9 +327,17 @@ static void detect_cpu(cpu_features *f) {
     }
     if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) f->avx512_bf16 = a & (1u << 5);
 #endif
+    /* GPT2_BENCH_ISA=avx2 or portable: behave as if the OS enabled no
+       wider registers, so tests run the narrower kernels here too */
+    const char *isa = getenv("GPT2_BENCH_ISA");
+    if (isa && (!strcmp(isa, "avx2") || !strcmp(isa, "portable")))
+        f->os_avx512 = f->os_amx = false;
+    if (isa && !strcmp(isa, "portable")) f->os_avx = false;
 }
 
-static bool can_avx512(const cpu_features *f) { return f->avx512f && f->os_avx512; }
+static bool can_avx512(const cpu_features *f) {
+    return f->avx512f && f->os_avx512;
+}
 static bool can_avx2(const cpu_features *f) {
     return f->avx2 && f->fma && f->os_avx;
 }
@@ -398,7 +402,7 @@ static uint64_t read_lines_avx2(const unsigned char *p, size_t n_lines) {
 #pragma GCC unroll 16
         for (int k = 0; k < 8; k++)
             s[k] = _mm256_add_epi64(
-                s[k], _mm256_load_si256((const __m256i *)(p + 64 * i + 32 * k)));
+                s[k], _mm256_load_si256((const __m256i *)(p + 64 * i) + k));
     }
     for (; i < n_lines; i++) {
         const __m256i *q = (const __m256i *)(p + 64 * i);
@@ -438,7 +442,7 @@ typedef struct {
     size_t lines;      /* 64-byte lines in the buffer */
     int inner;         /* passes per timed sample */
     read_fn fn;
-    uint64_t sink[MAX_THREAD_COUNTS * 16];
+    uint64_t sink[MAX_TEAM];
 } read_ctx;
 
 /* Thread id's contiguous share of the lines. */
@@ -453,7 +457,7 @@ static void read_team(void *p, int id, int n) {
     slice(c->lines, id, n, &lo, &hi);
     uint64_t s = 0;
     for (int r = 0; r < c->inner; r++) s += c->fn(c->buf + 64 * lo, hi - lo);
-    c->sink[id % (MAX_THREAD_COUNTS * 16)] += s;
+    c->sink[id % MAX_TEAM] += s;
 }
 
 /* First touch by the threads that will read, so each page is where its
@@ -465,20 +469,35 @@ static void touch_team(void *p, int id, int n) {
     memset(c->buf + 64 * lo, id + 1, 64 * (hi - lo));
 }
 
-static int read_samples(const bench *b) { return b->quick ? 3 : 7; }
+/* Many samples: on a shared machine some passes lose time to other
+   processes, and the best one is the machine's. */
+static int read_samples(const bench *b) { return b->quick ? 3 : 15; }
+
+/* The buffer of the read passes: room for the largest pass the run makes
+   (the F32 weights or the model's file, and a full KV cache), every page
+   touched by the team that will read it, so it is resident before any
+   timing. */
+static bool alloc_read_buf(bench *b, size_t file_bytes) {
+    size_t w = b->n_params * sizeof(float);
+    size_t bytes = (w > file_bytes ? w : file_bytes) +
+                   2 * (size_t)b->cfg.n_layer * b->cfg.n_ctx * b->cfg.n_embd *
+                       sizeof(float);
+    read_ctx c = {.lines = bytes / 64 + 1};
+    c.buf = aligned_alloc(64, c.lines * 64);
+    if (!c.buf) return false;
+    run_team(max_threads(b), touch_team, &c);
+    b->read_buf = c.buf;
+    b->read_buf_lines = c.lines;
+    return true;
+}
 
 /* The best rate (GB/s, 1e9) of warm read passes over exactly `bytes`
    bytes (rounded up to whole 64-byte lines) with `threads` threads. A
-   buffer that fits a cache is read from that cache, as decode would. */
+   span that fits a cache is read from that cache, as decode would. */
 static double measure_read(bench *b, size_t bytes, int threads) {
-    for (int i = 0; i < b->n_reads; i++)
-        if (b->reads[i].bytes == bytes && b->reads[i].threads == threads)
-            return b->reads[i].gb_s;
-    read_ctx c = {.lines = (bytes + 63) / 64, .inner = 1};
+    read_ctx c = {.buf = b->read_buf, .lines = (bytes + 63) / 64, .inner = 1};
+    if (c.lines > b->read_buf_lines) return NAN; /* sized for every pass */
     c.fn = pick_read(&b->cpu, &b->read_isa);
-    c.buf = aligned_alloc(64, c.lines * 64);
-    if (!c.buf) return NAN;
-    run_team(threads, touch_team, &c);
     double t0 = now_s();
     run_team(threads, read_team, &c); /* warm-up pass, and a first timing */
     double one = now_s() - t0;
@@ -488,30 +507,22 @@ static double measure_read(bench *b, size_t bytes, int threads) {
     if (one < want) c.inner = (int)(want / (one > 1e-7 ? one : 1e-7)) + 1;
     double best = 0;
     int samples = read_samples(b);
-    for (int s = 0; s < samples; s++) {
+    for (int s = 0; s < samples && !interrupted; s++) {
         t0 = now_s();
         run_team(threads, read_team, &c);
         double gbs = (double)c.lines * 64 * c.inner / (now_s() - t0) / 1e9;
         if (gbs > best) best = gbs;
     }
-    free(c.buf);
-    if (b->n_reads < (int)(sizeof b->reads / sizeof b->reads[0]))
-        b->reads[b->n_reads++] = (read_result){bytes, threads, best};
     return best;
 }
 
-/* Fills in the limits of figures that wait for a read pass (decode). */
-static void resolve_read_limits(bench *b) {
-    for (int i = 0; i < b->n_figs; i++) {
-        figure *f = &b->figs[i];
-        if (!f->read_bytes || !f->available || interrupted) continue;
-        double gbs = measure_read(b, f->read_bytes, f->threads);
-        if (isfinite(gbs) && gbs > 0)
-            fig_limit(f, (double)f->read_bytes / (gbs * 1e9) * 1e3,
-                      "one read of %.1f MB at %.1f GB/s", f->read_bytes / 1e6,
-                      gbs);
-        f->read_bytes = 0;
-    }
+/* The limit of a figure whose work is one read of `bytes`: the time of a
+   read pass over as many bytes, measured now, with the same threads. */
+static void read_limit(bench *b, figure *f, size_t bytes, int threads) {
+    double gbs = measure_read(b, bytes, threads);
+    if (isfinite(gbs) && gbs > 0)
+        fig_limit(f, (double)bytes / (gbs * 1e9) * 1e3,
+                  "one read of %.1f MB at %.1f GB/s", bytes / 1e6, gbs);
 }
 
 /* ---------------------------------------------------------- FMA peak */
@@ -638,35 +649,43 @@ typedef struct {
     peak_fn fn;
     long iters;
     volatile float mul, add; /* volatile: the compiler must not fold them */
-    float sink[MAX_THREAD_COUNTS * 16];
-    double flops[MAX_THREAD_COUNTS * 16];
+    float sink[MAX_TEAM];
+    double rate[MAX_TEAM];   /* flops per second of each thread's CPU time */
 } peak_ctx;
 
+static double thread_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Each thread times itself on its own CPU clock: on a shared machine a
+   thread that waits for a core is not counted as slow, so the sum is
+   what the cores do while they run, the limit we want. (Compute in
+   registers is private to each core, so the rates add up.) */
 static void peak_team(void *p, int id, int n) {
     peak_ctx *c = p;
     (void)n;
-    int k = id % (MAX_THREAD_COUNTS * 16);
-    c->flops[k] = c->fn(c->iters, c->mul, c->add, &c->sink[k]);
+    double t0 = thread_cpu_s();
+    double flops = c->fn(c->iters, c->mul, c->add, &c->sink[id % MAX_TEAM]);
+    double dt = thread_cpu_s() - t0;
+    c->rate[id % MAX_TEAM] = flops / (dt > 1e-9 ? dt : 1e-9);
 }
 
-/* GFLOP/s of fn on a team of `threads`, best of five samples of about
-   b->peak_seconds each. */
+/* GFLOP/s of fn on a team of `threads`: the best of five samples of about
+   b->peak_seconds each, a sample being the sum of its threads' rates. */
 static double measure_peak(const bench *b, peak_fn fn, int threads) {
     peak_ctx c = {.fn = fn, .iters = 20000, .mul = 0.999999f, .add = 1e-6f};
-    double t0 = now_s();
     run_team(1, peak_team, &c); /* calibrate on one thread */
-    double dt = now_s() - t0;
-    if (dt < 1e-6) dt = 1e-6;
-    c.iters = (long)(c.iters * b->peak_seconds / dt) + 1;
+    double per_iter = fn(1, 1.0f, 0.0f, &c.sink[0]);
+    c.iters = (long)(c.rate[0] * b->peak_seconds / per_iter) + 1;
     double best = 0;
     for (int s = 0; s < 5 && !interrupted; s++) {
-        memset(c.flops, 0, sizeof c.flops);
-        t0 = now_s();
+        memset(c.rate, 0, sizeof c.rate);
         run_team(threads, peak_team, &c);
-        dt = now_s() - t0;
-        double flops = 0;
-        for (int k = 0; k < MAX_THREAD_COUNTS * 16; k++) flops += c.flops[k];
-        if (flops / dt / 1e9 > best) best = flops / dt / 1e9;
+        double rate = 0;
+        for (int k = 0; k < MAX_TEAM; k++) rate += c.rate[k];
+        if (rate / 1e9 > best) best = rate / 1e9;
     }
     return best;
 }
@@ -710,7 +729,7 @@ static void limits_fma(bench *b) {
         b->fma_peak[i] = measure_peak(b, fn, t);
         fig_value(f, b->fma_peak[i]);
         snprintf(f->limit_note, sizeof f->limit_note,
-                 "%s, register-resident loop", b->fma_isa);
+                 "%s, register-resident loop, per thread CPU time", b->fma_isa);
     }
 }
 
@@ -906,8 +925,9 @@ static int decode_at(bench *b, const gpt2_model *m, gpt2_session *s,
         fig_value(f[i], time_steps(b, s, ids, t, &mean_ctx));
         if (!f[i]->available) return CLI_FAIL;
         /* what a step reads: the weights as kept, and K and V of every
-           cached position */
-        f[i]->read_bytes = wbytes + kv_bytes(&b->cfg, mean_ctx);
+           cached position; timed right after the steps, so that both see
+           the machine in the same state */
+        read_limit(b, f[i], wbytes + kv_bytes(&b->cfg, mean_ctx), t);
     }
     return interrupted ? CLI_FAIL : CLI_OK;
 }
@@ -954,7 +974,8 @@ static int measure_prefill(bench *b, gpt2_session *s, const char *fmt_name,
         fig_what(f, "prefill, %s weights, %d-token prompt, %d thread%s",
                  fmt_name, T, t, plural(t));
         if (T > b->cfg.n_ctx) {
-            fig_na(f, "%d tokens is past the model's n_ctx %d", T, b->cfg.n_ctx);
+            fig_na(f, "%d tokens is past the model's n_ctx %d", T,
+                   b->cfg.n_ctx);
             continue;
         }
         progress("prefill %s, %d thread%s...", fmt_name, t, plural(t));
@@ -1011,7 +1032,8 @@ static int bench_format(bench *b, gpt2_dtype d, const int *ids) {
         figure *f = fig_new(b, "decode", 0, "MB", true, "rss.%s", name);
         fig_what(f, "peak RSS, %s weights: load, decode%s", name,
                  prefill ? ", prefill" : "");
-        fig_value(f, peak_rss_mb());
+        /* the read buffer is resident all along: not the format's */
+        fig_value(f, peak_rss_mb() - b->read_buf_lines * 64 / 1e6);
         double floor_mb = (gpt2_model_weight_bytes(m) +
                            kv_bytes(&b->cfg, b->cfg.n_ctx)) / 1e6;
         fig_limit(f, floor_mb, "weights as kept + one session's KV cache "
@@ -1020,9 +1042,6 @@ static int bench_format(bench *b, gpt2_dtype d, const int *ids) {
     }
     gpt2_session_free(s);
     gpt2_model_free(m);
-    /* the read passes allocate buffers: after the RSS, before the next
-       format's reset */
-    resolve_read_limits(b);
     return rc;
 }
 
@@ -1123,7 +1142,8 @@ static int train_shape(bench *b, int B, int T) {
     gpt2_set_threads(max_threads(b));
     if (rc == CLI_OK) progress("training B=%d T=%d: first step...", B, T);
     if (rc == CLI_OK && !isfinite(train_once(&c))) rc = CLI_FAIL;
-    for (int i = 0; i < b->n_threads && rc == CLI_OK && check_interrupt(); i++) {
+    for (int i = 0; i < b->n_threads && rc == CLI_OK && check_interrupt();
+         i++) {
         int t = b->threads[i];
         progress("training B=%d T=%d, %d thread%s...", B, T, t, plural(t));
         gpt2_set_threads(t);
@@ -1170,7 +1190,8 @@ static const char sample_text[] =
 static char *make_text(const bench *b, size_t *len, char *name, size_t cap) {
     if (b->text_path) {
         char *data;
-        if (cli_read_input(CMD, b->text_path, &data, len) != CLI_OK) return NULL;
+        if (cli_read_input(CMD, b->text_path, &data, len) != CLI_OK)
+            return NULL;
         snprintf(name, cap, "%s", b->text_name ? b->text_name : b->text_path);
         return data;
     }
@@ -1231,14 +1252,41 @@ static double encode_once(void *p) {
     return c->len / dt / 1e6;
 }
 
+/* The installed tokenizer, found as the other commands find it; when
+   there is none (a build directory outside the tree), the tokenizer rows
+   say so and the rest of the bench goes on. */
+static bool find_tokenizer(gpt2_tokenizer **t, char *why, size_t cap) {
+    cli_data d;
+    char tried[4096];
+    if (!cli_find_data(&d, tried, sizeof tried)) {
+        snprintf(why, cap, "no tokenizer installed (tried %.160s; set "
+                           "GPT2C_DATA or give --tokenizer)", tried);
+        return false;
+    }
+    if (gpt2_tokenizer_load(d.tokenizer, t) != GPT2_OK) {
+        snprintf(why, cap, "%.200s", gpt2_last_error());
+        return false;
+    }
+    return true;
+}
+
 static int measure_tokenizer(bench *b) {
     gpt2_tokenizer *t;
+    char why[256];
     if (b->tok_dir) {
         if (gpt2_tokenizer_load(b->tok_dir, &t) != GPT2_OK)
             return cli_lib_error(CMD, "cannot load the tokenizer in '%s'",
                                  b->tok_dir);
-    } else if (cli_load_data_tokenizer(CMD, &t) != CLI_OK) {
-        return CLI_FAIL;
+    } else if (!find_tokenizer(&t, why, sizeof why)) {
+        progress("tokenizer: %s", why);
+        for (int i = 0; i < b->n_threads; i++) {
+            int n = b->threads[i];
+            figure *f = fig_new(b, "tokenizer", n, "MB/s", false,
+                                "tokenizer.t%d", n);
+            fig_what(f, "tokenizer encode, %d thread%s", n, plural(n));
+            fig_na(f, "%s", why);
+        }
+        return CLI_OK;
     }
     size_t len = 0;
     char name[512];
@@ -1332,10 +1380,7 @@ static int measure_load(bench *b) {
             snprintf(f->limit_note, sizeof f->limit_note,
                      "memory-mapped: pages are read on first use");
         } else if (file && f->available) {
-            double gbs = measure_read(b, file, all);
-            fig_limit(f, file / (gbs * 1e9) * 1e3,
-                      "one read of the %.0f MB file at %.1f GB/s", file / 1e6,
-                      gbs);
+            read_limit(b, f, file, all);
         }
     }
     return interrupted ? CLI_FAIL : CLI_OK;
@@ -1622,7 +1667,8 @@ static char *make_json(const bench *b, double seconds) {
     cJSON_AddStringToObject(model, "source", b->model_arg ? b->model_arg
                                                           : "random");
     if (!b->model_arg)
-        cJSON_AddStringToObject(model, "config", b->quick ? "quick" : b->config);
+        cJSON_AddStringToObject(model, "config",
+                                b->quick ? "quick" : b->config);
     cJSON_AddNumberToObject(model, "n_layer", b->cfg.n_layer);
     cJSON_AddNumberToObject(model, "n_head", b->cfg.n_head);
     cJSON_AddNumberToObject(model, "n_embd", b->cfg.n_embd);
@@ -1764,55 +1810,70 @@ static void usage(FILE *f) {
 "  -h, --help             show this help\n");
 }
 
-/* "1,2,4" into b->threads. */
-static int parse_threads(bench *b, const char *s) {
-    char buf[256], *save = NULL;
-    snprintf(buf, sizeof buf, "%s", s);
-    b->n_threads = 0;
-    for (char *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
-        if (b->n_threads == MAX_THREAD_COUNTS)
-            return cli_usage_error(CMD, "--threads: at most %d counts",
-                                   MAX_THREAD_COUNTS);
-        int n;
-        if (cli_opt_int(CMD, "--threads", p, 1, 1024, &n)) return CLI_USAGE;
-        if (thread_index(b, n) < 0) b->threads[b->n_threads++] = n;
+/* A comma-separated list: its items, in buf (a copy of s); the count, or
+   -1 when there are more than max. */
+#define MAX_ITEMS 16
+static int split_list(const char *s, char *buf, size_t cap, char **items) {
+    char *save = NULL;
+    int n = 0;
+    snprintf(buf, cap, "%s", s);
+    for (char *p = strtok_r(buf, ",", &save); p;
+         p = strtok_r(NULL, ",", &save)) {
+        if (n == MAX_ITEMS) return -1;
+        items[n++] = p;
     }
-    if (!b->n_threads) return cli_usage_error(CMD, "--threads: empty list");
+    return n;
+}
+
+/* "1,2,4" into b->threads (repeats dropped). */
+static int parse_threads(bench *b, const char *s) {
+    char buf[256], *items[MAX_ITEMS];
+    int n = split_list(s, buf, sizeof buf, items);
+    if (n <= 0 || n > MAX_THREAD_COUNTS)
+        return cli_usage_error(CMD, "--threads: give 1 to %d counts",
+                               MAX_THREAD_COUNTS);
+    b->n_threads = 0;
+    for (int i = 0; i < n; i++) {
+        int t;
+        if (cli_opt_int(CMD, "--threads", items[i], 1, MAX_TEAM, &t))
+            return CLI_USAGE;
+        if (thread_index(b, t) < 0) b->threads[b->n_threads++] = t;
+    }
     return CLI_OK;
 }
 
+/* "f32,q8_0" into out[*n] (repeats dropped). */
 static int parse_formats(const char *opt, const char *s, gpt2_dtype *out,
                          int *n) {
-    char buf[256], *save = NULL;
-    snprintf(buf, sizeof buf, "%s", s);
+    char buf[256], *items[MAX_ITEMS];
+    int k = split_list(s, buf, sizeof buf, items);
+    if (k <= 0) return cli_usage_error(CMD, "%s: empty or too long", opt);
     *n = 0;
-    for (char *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+    for (int i = 0; i < k; i++) {
         gpt2_dtype d;
-        if (gpt2_dtype_parse(p, &d) != GPT2_OK)
-            return cli_bad_value(CMD, opt, p,
+        if (gpt2_dtype_parse(items[i], &d) != GPT2_OK)
+            return cli_bad_value(CMD, opt, items[i],
                                  "expected f32, f16, bf16, q8_0 or q4_0");
-        if (*n == MAX_FORMATS)
-            return cli_usage_error(CMD, "%s: at most %d formats", opt,
-                                   MAX_FORMATS);
-        if (!in_formats(out, *n, d)) out[(*n)++] = d;
+        if (!in_formats(out, *n, d)) out[(*n)++] = d; /* at most 5 */
     }
-    if (!*n) return cli_usage_error(CMD, "%s: empty list", opt);
     return CLI_OK;
 }
 
+/* "decode,load" into b->sections. */
 static int parse_only(bench *b, const char *s) {
-    char buf[256], *save = NULL;
-    snprintf(buf, sizeof buf, "%s", s);
+    char buf[256], *items[MAX_ITEMS];
+    int k = split_list(s, buf, sizeof buf, items);
+    if (k <= 0) return cli_usage_error(CMD, "--only: empty or too long");
     b->sections = 0;
-    for (char *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
-        size_t k = 0, n = sizeof section_names / sizeof section_names[0];
-        while (k < n && strcmp(p, section_names[k]) != 0) k++;
-        if (k == n)
-            return cli_bad_value(CMD, "--only", p, "expected decode, prefill, "
-                                 "train, tokenizer, load or contention");
-        b->sections |= 1u << k;
+    for (int i = 0; i < k; i++) {
+        size_t j = 0, n = sizeof section_names / sizeof section_names[0];
+        while (j < n && strcmp(items[i], section_names[j]) != 0) j++;
+        if (j == n)
+            return cli_bad_value(CMD, "--only", items[i], "expected decode, "
+                                 "prefill, train, tokenizer, load or "
+                                 "contention");
+        b->sections |= 1u << j;
     }
-    if (!b->sections) return cli_usage_error(CMD, "--only: empty list");
     return CLI_OK;
 }
 
@@ -1930,7 +1991,8 @@ static int run_sections(bench *b) {
     int rc = CLI_OK;
     if (b->sections & (SEC_DECODE | SEC_PREFILL)) rc = measure_formats(b);
     if (rc == CLI_OK && (b->sections & SEC_TRAIN)) rc = measure_training(b);
-    if (rc == CLI_OK && (b->sections & SEC_TOKENIZER)) rc = measure_tokenizer(b);
+    if (rc == CLI_OK && (b->sections & SEC_TOKENIZER))
+        rc = measure_tokenizer(b);
     if (rc == CLI_OK && (b->sections & SEC_LOAD)) rc = measure_load(b);
     if (rc == CLI_OK && (b->sections & SEC_CONTENTION))
         rc = measure_contention(b);
@@ -1952,11 +2014,14 @@ int cmd_bench(int argc, char **argv) {
     b->t_start = now_s();
     detect_cpu(&b->cpu);
     rc = prepare_model(b);
+    if (rc == CLI_OK && !alloc_read_buf(b, model_file_bytes(b->model_path)))
+        rc = cli_error(CMD, CLI_FAIL, "out of memory for the read buffer");
     if (rc == CLI_OK) {
         measure_limits(b);
         rc = interrupted ? CLI_FAIL : run_sections(b);
     }
     remove_tmp(b);
+    free(b->read_buf);
     if (rc == CLI_OK) {
         add_scaling(b);
         double seconds = now_s() - b->t_start;
