@@ -135,7 +135,8 @@ typedef struct {
 
 typedef struct {
     prim_key key;
-    dnnl_primitive_t prim; /* NULL: empty slot */
+    dnnl_primitive_t prim; /* NULL: empty, or failed */
+    bool failed;           /* no primitive for key: not asked again */
     dnnl_memory_desc_t a, b, c;
     size_t scratch; /* bytes of scratchpad it needs */
     unsigned long used; /* ctx->tick at the last use */
@@ -490,27 +491,30 @@ static bool prim_make(prim_entry *e, const prim_key *k) {
     if (pd) dnnl_primitive_desc_destroy(pd);
     if (po) dnnl_post_ops_destroy(po);
     if (attr) dnnl_primitive_attr_destroy(attr);
-    if (ok) e->key = *k;
     return ok;
 }
 
+static bool slot_used(const prim_entry *e) { return e->prim || e->failed; }
+
 /* The cached primitive for k, made (evicting the least recently used)
-   when missing; NULL if it cannot be made. */
+   when missing; NULL if it cannot be made (remembered, so a shape oneDNN
+   cannot do costs one try per thread, not one per call). */
 static prim_entry *prim_get(thread_ctx *ctx, const prim_key *k) {
     prim_entry *victim = &ctx->cache[0];
     ctx->tick++;
     for (int i = 0; i < PRIM_CACHE; i++) {
         prim_entry *e = &ctx->cache[i];
-        if (e->prim && key_eq(&e->key, k)) {
+        if (slot_used(e) && key_eq(&e->key, k)) {
             e->used = ctx->tick;
-            return e;
+            return e->prim ? e : NULL;
         }
-        if (!e->prim || (victim->prim && e->used < victim->used)) victim = e;
+        if (!slot_used(e) || (slot_used(victim) && e->used < victim->used)) victim = e;
     }
     if (victim->prim) dnnl_primitive_destroy(victim->prim);
-    if (!prim_make(victim, k)) return NULL;
+    victim->failed = !prim_make(victim, k);
+    victim->key = *k;
     victim->used = ctx->tick;
-    return victim;
+    return victim->prim ? victim : NULL;
 }
 
 static bool prim_run(thread_ctx *ctx, const prim_entry *e, const void *A,
@@ -649,13 +653,23 @@ static void run_f32(const gpt2__gemm_args *g) {
     if (!blocked(&portable_kernel, g)) naive_args(g);
 }
 
+/* Under "auto", products with op(A) stored transposed and k short enough
+   for one packed block (the weight gradients of a step of at most 512
+   tokens, inp^T @ dout) go to the own kernel: oneDNN transposes A in
+   small pieces there, and is 10-20% slower on the tied LM head's
+   gradient (50257 x 768 x 256: 460-550 GFLOP/s against 520-660, 2
+   threads of Zen 5), equal on the layers' ones. */
+static bool own_kernel_better(const gpt2__gemm_args *g, const gpt2__gemm_kernel *x86) {
+    return x86 && atomic_load(&forced) == IMPL_AUTO && g->ta && g->K <= x86->kc;
+}
+
 static void run_bf16(const gpt2__gemm_args *g) {
     impl_id id = bf16_impl();
+    const gpt2__gemm_kernel *x86 = gpt2__gemm_x86_bf16_kernel();
 #ifdef GPT2_USE_DNNL
-    if (id == IMPL_DNNL && run_dnnl_bf16(g)) return;
+    if (id == IMPL_DNNL && !own_kernel_better(g, x86) && run_dnnl_bf16(g)) return;
     if (id == IMPL_DNNL_EMU && run_dnnl_emulated(g)) return;
 #endif
-    const gpt2__gemm_kernel *x86 = gpt2__gemm_x86_bf16_kernel();
     if (id != IMPL_PORTABLE && x86 && blocked(x86, g)) return;
     if (!blocked(&portable_kernel, g)) naive_args(g);
 }

@@ -502,6 +502,51 @@ static void attention_chunk(void *ctx, int i, int n) {
     if (p != stack) free(p);
 }
 
+/* Softmax of row t of the scores S (T, Tk) over its first nk = past+t+1
+   keys (the causal mask), zero after them. */
+static void masked_softmax_rows(float *S, int T, int Tk, int past) {
+#pragma omp parallel for if ((size_t)T * Tk >= PARALLEL_MIN)
+    for (int t = 0; t < T; t++) {
+        float *r = S + (size_t)t * Tk;
+        int nk = past + t + 1;
+        float m = row_max(r, nk);
+        float inv = 1.0f / exp_shifted(r, nk, m);
+        for (int s = 0; s < nk; s++) r[s] *= inv;
+        for (int s = nk; s < Tk; s++) r[s] = 0.0f;
+    }
+}
+
+/* Many query rows at once (prefill): per sequence and head, the scores
+   are one matrix product, Q K^T, and the output another, P V, each at the
+   GEMM library's speed. The masked corner is computed and zeroed: for a
+   prompt that is less work than doing it a row at a time. false when the
+   scores do not fit in memory (then the row path runs). */
+static bool attention_by_gemm(float *out, const float *q, const float *k,
+                              const float *v, int B, int T, int Tk, int C,
+                              int NH, size_t q_stride, size_t q_bstride,
+                              size_t kv_stride, size_t kv_bstride) {
+    int HS = C / NH, past = Tk - T;
+    float *S = malloc(sizeof(float) * (size_t)T * Tk);
+    if (!S) return false;
+    float scale = 1.0f / sqrtf((float)HS);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            const float *qh = q + b * q_bstride + h * HS;
+            const float *kh = k + b * kv_bstride + h * HS;
+            const float *vh = v + b * kv_bstride + h * HS;
+            gpt2__gemm('N', 'T', T, Tk, HS, scale, qh, (int)q_stride, kh, (int)kv_stride,
+                       0.0f, S, Tk, GPT2__PREC_F32);
+            masked_softmax_rows(S, T, Tk, past);
+            gpt2__gemm('N', 'N', T, HS, Tk, 1.0f, S, Tk, vh, (int)kv_stride, 0.0f,
+                       out + (size_t)b * T * C + h * HS, C, GPT2__PREC_F32);
+        }
+    free(S);
+    return true;
+}
+
+/* Rows per sequence from which prefill's attention goes by GEMM. */
+#define ATTENTION_GEMM_ROWS 16
+
 void attention_forward(float *out, float *att, const float *q,
                        const float *k, const float *v, int B, int T, int Tk,
                        int C, int NH, size_t q_stride, size_t q_bstride,
@@ -510,9 +555,13 @@ void attention_forward(float *out, float *att, const float *q,
     int past = Tk - T;
     float scale = 1.0f / sqrtf((float)HS);
     size_t work = (size_t)B * T * NH * Tk * HS;
+    if (!att && T >= ATTENTION_GEMM_ROWS &&
+        attention_by_gemm(out, q, k, v, B, T, Tk, C, NH, q_stride, q_bstride,
+                          kv_stride, kv_bstride))
+        return;
     if (!att) {
-        /* inference: on the decode pool (pool.h), so a decode step's
-           pieces share one set of threads */
+        /* decode: on the decode pool (pool.h), so a decode step's pieces
+           share one set of threads */
         attention_job j = {out, q, k, v, T, Tk, C, NH, B * T * NH,
                            q_stride, q_bstride, kv_stride, kv_bstride};
         int chunks = work >= PARALLEL_MIN ? 4 * gpt2__pool_threads() : 1;

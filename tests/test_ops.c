@@ -99,6 +99,14 @@ static void test_attention(int T, int C, int NH) {
     attention_forward(last, NULL, qkv + (size_t)(T - 1) * s3, qkv + C, qkv + 2 * C, 1, 1, T,
                       C, NH, s3, 0, s3, 0);
     CHECK(max_rel_diff(last, ref + (size_t)(T - 1) * C, C) < 1e-5);
+    /* the last n rows against the cache of all T keys (a prefill chunk
+       after earlier ones): the last n rows of the full computation */
+    int n = T / 2 > 0 ? T / 2 : 1;
+    float *tail = malloc(sizeof(float) * (size_t)n * C);
+    attention_forward(tail, NULL, qkv + (size_t)(T - n) * s3, qkv + C, qkv + 2 * C, 1, n, T,
+                      C, NH, s3, 0, s3, 0);
+    CHECK(max_rel_diff(tail, ref + (size_t)(T - n) * C, (size_t)n * C) < 1e-5);
+    free(tail);
     free(qkv), free(ref), free(o1), free(o2), free(att), free(last);
 }
 
@@ -184,6 +192,9 @@ int main(void) {
     test_attention(1, 16, 2);
     test_attention(9, 36, 3);
     test_attention(40, 64, 4);
+    test_attention(70, 256, 4); /* head size 64, as every GPT-2 */
+    test_attention(35, 96, 2);  /* head size 48 */
+    test_attention(17, 30, 3);  /* head size 10: no whole vectors */
     test_layernorm();
     test_gelu_and_loss();
     return CHECK_DONE();
