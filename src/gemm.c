@@ -11,7 +11,6 @@
    each calling thread caches the ones it used last. */
 #include "gemm.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>

@@ -111,6 +111,7 @@ typedef struct {
     size_t n_params;
     cpu_features cpu;
     double fma_peak[MAX_THREAD_COUNTS];  /* GFLOP/s per thread count */
+    double bf16_peak[MAX_THREAD_COUNTS]; /* 0 where there is no bf16 unit */
     const char *fma_isa, *read_isa;
     figure figs[MAX_FIGURES];
     int n_figs;
@@ -742,7 +743,8 @@ static void limits_bf16(bench *b) {
 #if defined(__x86_64__)
         if (can_bf16(&b->cpu)) {
             progress("bf16 dot-product peak, %d thread%s...", t, plural(t));
-            fig_value(f, measure_peak(b, bf16_avx512, t));
+            b->bf16_peak[i] = measure_peak(b, bf16_avx512, t);
+            fig_value(f, b->bf16_peak[i]);
             snprintf(f->limit_note, sizeof f->limit_note,
                      "cpuid: avx512_bf16; register-resident loop");
             continue;
@@ -1096,27 +1098,18 @@ static double train_flops(const bench *b, int B, int T) {
                      6.0 * b->cfg.n_layer * (double)b->cfg.n_embd * T);
 }
 
-static void train_bf16_rows(bench *b, int B, int T) {
-    for (int i = 0; i < b->n_threads; i++) {
-        int t = b->threads[i];
-        figure *f = fig_new(b, "train", t, "ms", true, "train.bf16.B%dT%d.t%d",
-                            B, T, t);
-        fig_what(f, "training step, bf16, B=%d T=%d, %d thread%s", B, T, t,
-                 plural(t));
-        /* TODO: the trainer has no dtype option yet (issue 4 item 3);
-           time it here once gpt2_train_params has one. */
-        fig_na(f, "not available: the trainer has no bf16 option yet");
-    }
-}
-
-static int train_shape(bench *b, int B, int T) {
+/* The training step at (B, T) with matmuls in fp32 or bf16 (mixed
+   precision); the limit is the peak of the unit the matmuls use. */
+static int train_shape(bench *b, int B, int T, gpt2_dtype dtype) {
     figure *f[MAX_THREAD_COUNTS];
+    bool bf16 = dtype == GPT2_DTYPE_BF16;
+    const char *dn = bf16 ? "bf16" : "f32";
     for (int i = 0; i < b->n_threads; i++) {
         int t = b->threads[i];
-        f[i] = fig_new(b, "train", t, "ms", true, "train.f32.B%dT%d.t%d", B, T,
+        f[i] = fig_new(b, "train", t, "ms", true, "train.%s.B%dT%d.t%d", dn, B, T,
                        t);
-        fig_what(f[i], "training step, fp32, B=%d T=%d, %d thread%s", B, T, t,
-                 plural(t));
+        fig_what(f[i], "training step, %s, B=%d T=%d, %d thread%s",
+                 bf16 ? "bf16 matmuls (--dtype bf16)" : "fp32", B, T, t, plural(t));
         if (T > b->cfg.n_ctx)
             fig_na(f[i], "T=%d is past the model's n_ctx %d", T, b->cfg.n_ctx);
     }
@@ -1127,6 +1120,7 @@ static int train_shape(bench *b, int B, int T) {
     gpt2_train_params tp = gpt2_train_defaults();
     tp.batch_size = B;
     tp.seq_len = T;
+    tp.matmul_dtype = dtype;
     gpt2_trainer *tr;
     if (!lib_ok(gpt2_trainer_new(m, &tp, &tr), "trainer_new")) {
         gpt2_model_free(m);
@@ -1149,11 +1143,15 @@ static int train_shape(bench *b, int B, int T) {
         gpt2_set_threads(t);
         fig_value(f[i], repeat_median(b, train_once, &c));
         if (c.failed) rc = CLI_FAIL;
-        if (b->fma_peak[i] > 0)
-            fig_limit(f[i], flops / (b->fma_peak[i] * 1e9) * 1e3,
-                      "%.1f GFLOP at %.0f GFLOP/s fp32 FMA peak (%.0f GFLOP/s "
-                      "done)", flops / 1e9, b->fma_peak[i],
+        double peak = bf16 ? b->bf16_peak[i] : b->fma_peak[i];
+        if (peak > 0)
+            fig_limit(f[i], flops / (peak * 1e9) * 1e3,
+                      "%.1f GFLOP at %.0f GFLOP/s %s peak (%.0f GFLOP/s done)",
+                      flops / 1e9, peak, bf16 ? "bf16 dot-product" : "fp32 FMA",
                       flops / (f[i]->value / 1e3) / 1e9);
+        else if (bf16)
+            snprintf(f[i]->limit_note, sizeof f[i]->limit_note,
+                     "no bf16 unit: bf16 is emulated in fp32 (slower than fp32)");
     }
     if (interrupted) rc = CLI_FAIL;
     free(ids);
@@ -1166,8 +1164,9 @@ static int measure_training(bench *b) {
     static const int shapes[][2] = {{4, 64}, {8, 256}};
     int rc = CLI_OK;
     for (int i = 0; i < 2 && rc == CLI_OK; i++) {
-        rc = train_shape(b, shapes[i][0], shapes[i][1]);
-        train_bf16_rows(b, shapes[i][0], shapes[i][1]);
+        rc = train_shape(b, shapes[i][0], shapes[i][1], GPT2_DTYPE_F32);
+        if (rc == CLI_OK)
+            rc = train_shape(b, shapes[i][0], shapes[i][1], GPT2_DTYPE_BF16);
     }
     return rc;
 }
