@@ -652,6 +652,7 @@ static void run_f32(const gpt2__gemm_args *g) {
     if (!blocked(&portable_kernel, g)) naive_args(g);
 }
 
+#ifdef GPT2_USE_DNNL
 /* Under "auto", products with op(A) stored transposed and k short enough
    for one packed block (the weight gradients of a step of at most 512
    tokens, inp^T @ dout) go to the own kernel: oneDNN transposes A in
@@ -661,6 +662,7 @@ static void run_f32(const gpt2__gemm_args *g) {
 static bool own_kernel_better(const gpt2__gemm_args *g, const gpt2__gemm_kernel *x86) {
     return x86 && atomic_load(&forced) == IMPL_AUTO && g->ta && g->K <= x86->kc;
 }
+#endif
 
 static void run_bf16(const gpt2__gemm_args *g) {
     impl_id id = bf16_impl();

@@ -547,6 +547,36 @@ static bool attention_by_gemm(float *out, const float *q, const float *k,
 /* Rows per sequence from which prefill's attention goes by GEMM. */
 #define ATTENTION_GEMM_ROWS 16
 
+/* Training's forward (past = 0, weights kept): per sequence and head,
+   att = softmax(mask(scale Q K^T)) straight into att (T, T), then
+   out_h = att V; the (b, h) pairs run in parallel, each product on one
+   thread. */
+static void attention_stored_by_gemm(float *out, float *att, const float *q,
+                                     const float *k, const float *v, int B,
+                                     int T, int C, int NH, size_t q_stride,
+                                     size_t q_bstride, size_t kv_stride,
+                                     size_t kv_bstride) {
+    int HS = C / NH;
+    float scale = 1.0f / sqrtf((float)HS);
+    /* attention's products are small and few: float32 even in mixed
+       precision (a bf16 product this size costs more to set up than it
+       saves) */
+    gpt2__gemm_prec pr = GPT2__PREC_F32;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+            float *S = att + ((size_t)b * NH + h) * T * T;
+            const float *qh = q + b * q_bstride + h * HS;
+            const float *kh = k + b * kv_bstride + h * HS;
+            const float *vh = v + b * kv_bstride + h * HS;
+            gpt2__gemm('N', 'T', T, T, HS, scale, qh, (int)q_stride, kh,
+                       (int)kv_stride, 0.0f, S, T, pr);
+            masked_softmax_rows(S, T, T, 0);
+            gpt2__gemm('N', 'N', T, HS, T, 1.0f, S, T, vh, (int)kv_stride, 0.0f,
+                       out + (size_t)b * T * C + h * HS, C, pr);
+        }
+}
+
 void attention_forward(float *out, float *att, const float *q,
                        const float *k, const float *v, int B, int T, int Tk,
                        int C, int NH, size_t q_stride, size_t q_bstride,
@@ -567,6 +597,11 @@ void attention_forward(float *out, float *att, const float *q,
         int chunks = work >= PARALLEL_MIN ? 4 * gpt2__pool_threads() : 1;
         if (chunks > j.rows) chunks = j.rows;
         gpt2__pool_run(attention_chunk, &j, chunks);
+        return;
+    }
+    if (past == 0 && T >= ATTENTION_GEMM_ROWS) {
+        attention_stored_by_gemm(out, att, q, k, v, B, T, C, NH, q_stride,
+                                 q_bstride, kv_stride, kv_bstride);
         return;
     }
 #pragma omp parallel for collapse(3) schedule(dynamic, 4) if (work >= PARALLEL_MIN)
@@ -734,7 +769,47 @@ void lmhead_backward(float *dinp, float *dwte, const float *dlogits,
         gpt2__gemm('T', 'N', V, C, N, 1.0f, dlogits, V, inp, C, 1.0f, dwte, C, prec());
 }
 
-void attention_backward(float *dqkv, const float *dout, const float *qkv,
+/* The backward of one sequence and head, as matrix products (G, Ad: T*T
+   floats of scratch each; Ad only with dropout):
+     dA = dY V^T (through the dropout mask), dV += A_dropped^T dY,
+     dS = A * (dA - rowsum(A * dA)) * scale  (the softmax's backward),
+     dQ += dS K, dK += dS^T Q. */
+static void attention_head_backward(float *dq, float *dk, float *dv,
+                                    const float *dy, const float *q,
+                                    const float *k, const float *v,
+                                    const float *a, float *G, float *Ad, int T,
+                                    int HS, size_t C, size_t C3, size_t row0,
+                                    float p_drop, uint64_t seed,
+                                    gpt2__gemm_prec pr) {
+    float scale = 1.0f / sqrtf((float)HS);
+    float keep_scale = p_drop > 0 ? 1.0f / (1.0f - p_drop) : 1.0f;
+    uint32_t thresh = drop_threshold(p_drop);
+    const float *aw = a; /* the weights the forward used */
+    if (thresh) {
+        for (size_t i = 0; i < (size_t)T * T; i++)
+            Ad[i] = a[i] * drop_mask(seed, row0 + i, thresh) * keep_scale;
+        aw = Ad;
+    }
+    gpt2__gemm('N', 'T', T, T, HS, 1.0f, dy, (int)C, v, (int)C3, 0.0f, G, T, pr);
+    gpt2__gemm('T', 'N', T, HS, T, 1.0f, aw, T, dy, (int)C, 1.0f, dv, (int)C3, pr);
+    for (int t = 0; t < T; t++) {
+        float *g = G + (size_t)t * T;
+        const float *ar = a + (size_t)t * T;
+        if (thresh)
+            for (int s = 0; s <= t; s++)
+                g[s] *= drop_mask(seed, row0 + (size_t)t * T + s, thresh) * keep_scale;
+        float mean = 0.0f;
+        for (int s = 0; s <= t; s++) mean += ar[s] * g[s];
+        for (int s = 0; s <= t; s++) g[s] = ar[s] * (g[s] - mean) * scale;
+        for (int s = t + 1; s < T; s++) g[s] = 0.0f;
+    }
+    gpt2__gemm('N', 'N', T, HS, T, 1.0f, G, T, k, (int)C3, 1.0f, dq, (int)C3, pr);
+    gpt2__gemm('T', 'N', T, HS, T, 1.0f, G, T, q, (int)C3, 1.0f, dk, (int)C3, pr);
+}
+
+/* The same a row at a time, with no scratch memory: the fallback when
+   the products' scratch cannot be had. */
+static void attention_backward_rows(float *dqkv, const float *dout, const float *qkv,
                         const float *att, int B, int T, int C, int NH,
                         float p_drop, uint64_t seed) {
     int HS = C / NH;
@@ -779,6 +854,46 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv,
                 }
             }
         }
+}
+
+void attention_backward(float *dqkv, const float *dout, const float *qkv,
+                        const float *att, int B, int T, int C, int NH,
+                        float p_drop, uint64_t seed) {
+    int HS = C / NH;
+    size_t C3 = 3 * (size_t)C;
+    /* attention's products are small and few: float32 even in mixed
+       precision (a bf16 product this size costs more to set up than it
+       saves) */
+    gpt2__gemm_prec pr = GPT2__PREC_F32;
+    size_t tt = (size_t)T * T, per = tt * (p_drop > 0 ? 2 : 1);
+#ifdef _OPENMP
+    int nt = omp_get_max_threads();
+#else
+    int nt = 1;
+#endif
+    float *scratch = malloc(sizeof(float) * per * (size_t)nt);
+    if (!scratch) {
+        attention_backward_rows(dqkv, dout, qkv, att, B, T, C, NH, p_drop, seed);
+        return;
+    }
+    /* each (b, h) touches only its own slices of dqkv */
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nt)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++) {
+#ifdef _OPENMP
+            float *G = scratch + per * (size_t)omp_get_thread_num();
+#else
+            float *G = scratch;
+#endif
+            const float *base = qkv + (size_t)b * T * C3 + h * HS;
+            float *dbase = dqkv + (size_t)b * T * C3 + h * HS;
+            size_t row0 = ((size_t)b * NH + h) * tt;
+            attention_head_backward(dbase, dbase + C, dbase + 2 * C,
+                                    dout + (size_t)b * T * C + h * HS, base,
+                                    base + C, base + 2 * C, att + row0, G, G + tt, T,
+                                    HS, (size_t)C, C3, row0, p_drop, seed, pr);
+        }
+    free(scratch);
 }
 
 GPT2_CLONES

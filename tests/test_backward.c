@@ -118,8 +118,8 @@ static void at_fwd(float *out, void *c) {
     attention_forward(out, NULL, k->qkv, k->qkv + k->C, k->qkv + 2 * k->C, k->B, k->T, k->T,
                       k->C, k->NH, s3, bs, s3, bs);
 }
-static void test_attention(void) {
-    int B = 2, T = 5, C = 12, NH = 3;
+/* T below 16 goes a row at a time; from 16 by matrix products */
+static void test_attention(int B, int T, int C, int NH) {
     at_ctx k = {rvec(B * T * 3 * C), B, T, C, NH};
     float *out = zvec(B * T * C), *R = rvec(B * T * C), *att = zvec(B * NH * T * T);
     float *dqkv = zvec(B * T * 3 * C);
@@ -176,7 +176,8 @@ int main(void) {
     test_matmul(4, 6, 9);
     test_matmul(1, 5, 7);
     test_lmhead();
-    test_attention();
+    test_attention(2, 5, 12, 3);
+    test_attention(2, 20, 16, 2);
     test_small_ops();
     return CHECK_DONE();
 }
