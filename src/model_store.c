@@ -9,6 +9,8 @@
 
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static const struct {
     gpt2_dtype d;
@@ -159,25 +161,42 @@ void gpt2__tensor_f32(const gpt2_model *m, int i, float *out) {
 
 /* One matrix into dtype at dst (laid out as gpt2__stored says), via a
    float32 copy of it in tmp. */
+/* One matrix into dtype at dst (laid out as gpt2__stored says): read in
+   place when it is float32, else through a float32 copy in tmp; col holds
+   one column (shape[0] floats). */
 static void convert_matrix(const gpt2_model *m, int i, gpt2_dtype dtype,
-                           bool transposed, uint8_t *dst, float *tmp) {
+                           bool transposed, uint8_t *dst, float *tmp, float *col) {
     const gpt2__tensor_spec *s = &m->specs[i];
     size_t d0 = (size_t)s->shape[0], d1 = (size_t)s->shape[1];
-    gpt2__tensor_f32(m, i, tmp);
+    const float *x = m->stored[i].data;
+    if (m->stored[i].dtype != GPT2_DTYPE_F32) {
+        gpt2__tensor_f32(m, i, tmp);
+        x = tmp;
+    }
     if (!transposed) {
         size_t rb = gpt2__row_bytes(dtype, d1);
         for (size_t r = 0; r < d0; r++)
-            gpt2__quantize_row(dtype, tmp + r * d1, d1, dst + r * rb);
+            gpt2__quantize_row(dtype, x + r * d1, d1, dst + r * rb);
         return;
     }
     size_t rb = gpt2__row_bytes(dtype, d0);
-    float *col = gpt2__malloc(d0, sizeof(float), "model_convert");
-    GPT2_ASSERT(col);
     for (size_t n = 0; n < d1; n++) {
-        for (size_t k = 0; k < d0; k++) col[k] = tmp[k * d1 + n];
+        for (size_t k = 0; k < d0; k++) col[k] = x[k * d1 + n];
         gpt2__quantize_row(dtype, col, d0, dst + n * rb);
     }
-    free(col);
+}
+
+/* The pages of a converted tensor that was read from the mapped file are
+   let go (they would otherwise stay in the resident set, clean, until
+   memory is short): a model quantized at load then takes about its
+   quantized size in memory, not the file's. */
+static void release_mapped(const gpt2_model *m, const void *p, size_t bytes) {
+    const uint8_t *map = m->st.map, *q = p;
+    if (!map || q < map || q + bytes > map + m->st.map_len) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)q + page - 1) & ~(page - 1);
+    uintptr_t b = ((uintptr_t)q + bytes) & ~(page - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 void gpt2__matrix_target(const gpt2_model *m, int i, gpt2_dtype dtype,
@@ -221,7 +240,7 @@ gpt2_status gpt2__model_convert(gpt2_model *m, gpt2_dtype dtype) {
                           "%d (it is %d); use F32, F16 or BF16",
                           gpt2_dtype_name(dtype), GPT2__QBLOCK, m->cfg.n_embd);
     /* sizes first: one block for every matrix that changes */
-    size_t total = 0, largest = 0;
+    size_t total = 0, largest = 0, longest_col = 1;
     for (int i = 0; i < m->n_tensors; i++) {
         gpt2_dtype dt;
         bool tr;
@@ -229,18 +248,23 @@ gpt2_status gpt2__model_convert(gpt2_model *m, gpt2_dtype dtype) {
         size_t bytes = target_of(m, i, dtype, &dt, &tr);
         if (!moves(m, i, dt, tr)) continue;
         total += ALIGN64(bytes);
-        if (m->specs[i].numel > largest) largest = m->specs[i].numel;
+        if (m->stored[i].dtype != GPT2_DTYPE_F32 && m->specs[i].numel > largest)
+            largest = m->specs[i].numel;
+        if ((size_t)m->specs[i].shape[0] > longest_col)
+            longest_col = (size_t)m->specs[i].shape[0];
     }
     if (total == 0) {
         m->weight_dtype = dtype;
         return GPT2_OK;
     }
     uint8_t *block = gpt2__alloc_aligned(total, "converted weights");
-    float *tmp = gpt2__malloc(largest, sizeof(float), "model_convert");
+    float *tmp = largest ? gpt2__malloc(largest, sizeof(float), "model_convert") : NULL;
+    float *col = gpt2__malloc(longest_col, sizeof(float), "model_convert");
     gpt2__stored *next = gpt2__calloc((size_t)m->n_tensors, sizeof *next, "model_convert");
-    if (!block || !tmp || !next) {
+    if (!block || (largest && !tmp) || !col || !next) {
         gpt2__free_aligned(block);
         free(tmp);
+        free(col);
         free(next);
         return GPT2_ERR_NOMEM;
     }
@@ -255,11 +279,13 @@ gpt2_status gpt2__model_convert(gpt2_model *m, gpt2_dtype dtype) {
         if (dt == m->stored[i].dtype && tr == m->stored[i].transposed)
             memcpy(block + off, m->stored[i].data, bytes); /* same format */
         else
-            convert_matrix(m, i, dt, tr, block + off, tmp);
+            convert_matrix(m, i, dt, tr, block + off, tmp, col);
+        release_mapped(m, m->stored[i].data, m->stored[i].bytes);
         next[i] = (gpt2__stored){dt, tr, block + off, bytes};
         off += ALIGN64(bytes);
     }
     free(tmp);
+    free(col);
     /* switch over only once everything is converted */
     for (int i = 0; i < m->n_tensors; i++) {
         m->stored[i] = next[i];
