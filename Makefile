@@ -35,6 +35,8 @@ IS_CLANG := $(shell $(CC) -dM -E - < /dev/null 2>/dev/null | grep -c __clang__)
 ifeq ($(IS_CLANG),0)
   ALLCFLAGS += -fvect-cost-model=dynamic
 endif
+# sqrtf and friends may then vectorise (nothing here reads errno)
+ALLCFLAGS += -fno-math-errno
 
 ifeq ($(OPENMP),1)
   ALLCFLAGS += -fopenmp

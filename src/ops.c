@@ -745,20 +745,32 @@ void matmul_backward_naive(float *dinp, float *dw, float *db,
         }
 }
 
+/* db (OC) += the column sums of dout (N, OC): blocks of columns per
+   thread, rows added in order, so the inner loop is contiguous and
+   vectorises (a column at a time strides through memory) */
+GPT2_CLONES
+static void bias_grad(float *db, const float *dout, int N, int OC) {
+    enum { BLOCK = 256 };
+    int nb = (OC + BLOCK - 1) / BLOCK;
+#pragma omp parallel for if ((size_t)N * OC >= PARALLEL_MIN)
+    for (int b = 0; b < nb; b++) {
+        int o0 = b * BLOCK, o1 = o0 + BLOCK < OC ? o0 + BLOCK : OC;
+        float s[BLOCK] = {0};
+        for (int n = 0; n < N; n++) {
+            const float *d = dout + (size_t)n * OC;
+            for (int o = o0; o < o1; o++) s[o - o0] += d[o];
+        }
+        for (int o = o0; o < o1; o++) db[o] += s[o - o0];
+    }
+}
+
 void matmul_backward(float *dinp, float *dw, float *db, const float *dout,
                      const float *inp, const float *w, int N, int C, int OC) {
     if (dinp)
         gpt2__gemm('N', 'T', N, C, OC, 1.0f, dout, OC, w, OC, 1.0f, dinp, C, prec());
     if (dw)
         gpt2__gemm('T', 'N', C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dw, OC, prec());
-    if (db) {
-#pragma omp parallel for if (OC > 256)
-        for (int o = 0; o < OC; o++) {
-            float s = 0.0f;
-            for (int n = 0; n < N; n++) s += dout[(size_t)n * OC + o];
-            db[o] += s;
-        }
-    }
+    if (db) bias_grad(db, dout, N, OC);
 }
 
 void lmhead_backward(float *dinp, float *dwte, const float *dlogits,
