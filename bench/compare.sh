@@ -105,8 +105,9 @@ section() {
     echo "  weights and activations (matmuls through oneDNN) for inference, under"
     echo "  torch.inference_mode, one preallocated KV cache; training fp32, and"
     echo "  bf16 autocast over fp32 weights, AdamW with clipping at 1.0 as gpt2c's"
-    echo "  trainer. gpt2c's BF16 rows keep the weights in bf16 and compute in"
-    echo "  fp32; gpt2c's trainer has no bf16 yet."
+    echo "  trainer. gpt2c's BF16 inference rows keep the weights in bf16 and"
+    echo '  compute in fp32; its bf16 training rows are `gpt2 train --dtype bf16`'
+    echo "  (matmul inputs rounded to bf16, fp32 sums, fp32 weights and AdamW)."
     echo
     cat "$tmp/ratios.md"
     echo "<!-- bench-compare:end -->"

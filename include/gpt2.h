@@ -74,7 +74,22 @@ const char *gpt2_last_error(void);
 /* --------------------------------------------------------------- threads */
 
 /* Threads used by the forward pass and other parallel work. n <= 0 means
-   all online cores (the default). Applies process-wide. */
+   all online cores (the default). Applies process-wide.
+
+   Two sets of threads do the work. Decode (one token at a time) runs on
+   gpt2c's own pool: idle workers spin about 100 microseconds, then sleep,
+   and the calling thread takes over the work of a worker that has no
+   core, so decode stays fast when other processes share the cores.
+   Batched work (prefill, training) runs on OpenMP and oneDNN; OpenMP's
+   threads spin after each region unless OMP_WAIT_POLICY=passive is set
+   (the gpt2 command sets it for itself), which is worth setting in a
+   program that shares its cores.
+
+   Signals: with Debian's oneDNN (before 3.11), a signal handled by a
+   thread while it is inside oneDNN's JIT code corrupts the heap (oneDNN
+   issue 4845). A program with signal handlers should block them in the
+   threads that call gpt2c (before creating any) and take them with
+   sigwait in a thread of its own, as `gpt2 train` does. */
 void gpt2_set_threads(int n);
 int  gpt2_get_threads(void);
 
