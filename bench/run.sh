@@ -37,6 +37,30 @@ start=$(date +%s)
 took=$(( $(date +%s) - start ))
 
 # the PyTorch comparison, kept from the page as it was
+# What quantization costs: the default model's validation loss (the book
+# of Revelation, held out from its training) with its weights kept in each
+# format, by `gpt2 eval` itself.
+quant_cost() {
+    local model=models/kjv val=$tmp/kjv/val/66-Rev.txt base="" w line loss ppl
+    if [ ! -f "$model/config.json" ] || ! command -v bible > /dev/null ||
+       ! bash scripts/kjv-text.sh "$tmp/kjv" 2> /dev/null || [ ! -s "$val" ]; then
+        echo "not measured: needs models/kjv and bible-kjv"
+        return
+    fi
+    echo "| weights kept as | loss (nats/token) | perplexity | perplexity vs BF16 (as stored) |"
+    echo "|---|---:|---:|---:|"
+    for w in bf16 f32 f16 q8_0 q4_0; do
+        line=$("$gpt2" eval -m "$model" --weights "$w" "$val" 2>/dev/null | tail -n 1)
+        loss=$(echo "$line" | awk '{print $2}')
+        ppl=$(echo "$line" | awk '{print $5}' | tr -d ,)
+        [ -n "$base" ] || base=$ppl
+        echo "| $w | $loss | $ppl | $(awk -v p="$ppl" -v b="$base" 'BEGIN { printf "%+.2f%%", (p / b - 1) * 100 }') |"
+    done
+}
+progress_note() { echo "bench/run.sh: $*" >&2; }
+progress_note "quantization cost on the default model..."
+quant_cost > "$tmp/quant.md"
+
 begin='<!-- bench-compare:begin -->'
 end='<!-- bench-compare:end -->'
 if [ -f "$out" ]; then
@@ -111,6 +135,15 @@ How to read it:
   above says how busy it was); ratios measured in one run are the ones to
   trust.
 EOF
+    echo
+    echo "## What quantization costs"
+    echo
+    echo "The default model (models/kjv: 6 layers, width 256, stored in BF16) on"
+    echo "the book of Revelation, held out from its training, with its weight"
+    echo 'matrices kept in each format (`gpt2 eval --weights`). In Q4_0, wte (the'
+    echo "embedding and tied LM head, 73% of this model's parameters) stays Q8_0."
+    echo
+    cat "$tmp/quant.md"
     if [ -s "$tmp/compare.md" ]; then
         echo
         cat "$tmp/compare.md"
