@@ -50,7 +50,11 @@ quant_cost() {
     echo "| weights kept as | loss (nats/token) | perplexity | perplexity vs BF16 (as stored) |"
     echo "|---|---:|---:|---:|"
     for w in bf16 f32 f16 q8_0 q4_0; do
-        line=$("$gpt2" eval -m "$model" --weights "$w" "$val" 2>/dev/null | tail -n 1)
+        if ! line=$("$gpt2" eval -m "$model" --weights "$w" "$val" 2> "$tmp/eval.err" | tail -n 1) ||
+           [ -z "$line" ]; then
+            echo "| $w | failed: $(tail -n 1 "$tmp/eval.err") | | |"
+            continue
+        fi
         loss=$(echo "$line" | awk '{print $2}')
         ppl=$(echo "$line" | awk '{print $5}' | tr -d ,)
         [ -n "$base" ] || base=$ppl

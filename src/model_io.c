@@ -801,9 +801,9 @@ gpt2_status gpt2_model_save(const gpt2_model *m, const char *dir, gpt2_dtype dty
         return gpt2__fail(GPT2_ERR_ARG, "model_save: unknown dtype %d", (int)dtype);
     if ((dtype == GPT2_DTYPE_Q8_0 || dtype == GPT2_DTYPE_Q4_0) &&
         m->cfg.n_embd % GPT2__QBLOCK)
-        return gpt2__fail(GPT2_ERR_ARG, "model_save: %s needs n_embd %% %d == 0 "
-                          "(n_embd is %d)", gpt2_dtype_name(dtype), GPT2__QBLOCK,
-                          m->cfg.n_embd);
+        return gpt2__fail(GPT2_ERR_ARG, "model_save: %s needs n_embd to be a "
+                          "multiple of %d (it is %d)", gpt2_dtype_name(dtype),
+                          GPT2__QBLOCK, m->cfg.n_embd);
     char path[4096];
     gpt2_status st = gpt2__make_dirs(dir);
     if (st) return with_prefix(st, "model_save");
