@@ -83,7 +83,7 @@ code="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quie
     echo "best of theirs."
     echo
     echo "- ran: $(date -u '+%Y-%m-%d %H:%M UTC'), ${took} s; load average before the run: $load"
-    echo "- machine: $(nproc) cores ($(uname -m)), $(awk '/MemTotal/ {printf "%.0f GB", $2/1e6}' /proc/meminfo) RAM"
+    echo "- machine: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1), $(nproc) cores ($(uname -m)), $(awk '/MemTotal/ {printf "%.0f GB", $2/1e6}' /proc/meminfo) RAM"
     echo "- code: $code, $cc_version"
     cat "$tmp/table.md"
     cat <<'EOF'
