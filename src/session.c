@@ -133,6 +133,9 @@ static void forward_pending(gpt2_session *s) {
         /* the chunk's activations live in a (1, T) view of the buffers */
         gpt2__block_acts a;
         gpt2__block_acts_bind(&a, (float *)s->act.ln1, &m->cfg, 1, T, 0, false);
+        /* inference keeps no activations for a backward pass: GELU works
+           in place, and fch_gelu's memory is never touched */
+        a.fch_gelu = a.fch;
         gpt2__embed(m, s->x, s->tokens + past, 1, T, past);
         const float *x = s->x;
         for (int l = 0; l < L; l++) {

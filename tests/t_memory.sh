@@ -107,8 +107,9 @@ fi
 #   - what the process needs anyway (libraries, the tokenizer): the peak of
 #     a 5-token generate with the small model, less that model's weights;
 #   - the session's activations, sized once for a prefill chunk of
-#     min(n_ctx, 256) tokens (18 C + 4 floats a token for a block, C more
-#     for its input) and the logits (V floats);
+#     min(n_ctx, PREFILL_CHUNK) tokens (src/session.c; 18 C + 4 floats a
+#     token for a block, C more for its input) and the logits (V floats);
+#   - prefill attention's scores, one head at a time: chunk x n_ctx floats;
 #   - 8 MiB for everything else (oneDNN's packing buffers, about 3 MiB
 #     here; allocator slack).
 # A second copy of the weights or of the KV cache, or activations sized for
@@ -133,8 +134,9 @@ else
     weights=$(kb "$(stat -c %s "$tmp/big/model.safetensors")")
     base=$((peak_small - $(kb "$(stat -c %s "$tmp/small/model.safetensors")")))
     kv=$(kb $((2 * L * CTX * C * 4)))
-    chunk=$((CTX < 256 ? CTX : 256))
-    acts=$(kb $(((chunk * (19 * C + 4) + C + V) * 4)))
+    pc=$(sed -n 's/^#define PREFILL_CHUNK \([0-9]*\).*/\1/p' src/session.c)
+    chunk=$((CTX < ${pc:-512} ? CTX : ${pc:-512}))
+    acts=$(kb $(((chunk * (19 * C + 4) + C + V + chunk * CTX) * 4)))
     other=$((8 * 1024))
     allowed=$((weights + kv + base + acts + other))
     detail="peak $(mb "$peak_big"): weights $(mb "$weights") + KV cache $(mb "$kv") + $(mb $((peak_big - weights - kv))) more; allowed $(mb "$allowed") (process $(mb "$base"), activations $(mb "$acts"), other $(mb "$other"))"
