@@ -468,11 +468,13 @@ static void gemv_chunk(void *ctx, int i, int n) {
         for (int o = n0; o < n1; o++) j->y[o] += j->bias[o];
 }
 
-/* Chunks per thread: more than one, so that when another process holds a
-   core, the threads that run take over the chunks of the one that does
-   not (pool.h); few, because BY_IN chunks are column slices and a narrow
-   slice streams its rows less well. */
-#define GEMV_CHUNKS_PER_THREAD 3
+/* Chunks per thread: one. Chunks are claimed, not assigned, so a worker
+   that has no core (another process holds it) has not claimed its chunk,
+   and the caller takes it after its own. Smaller chunks measured slower
+   on a quiet machine (BY_IN chunks are column slices, and a narrow slice
+   streams its rows less well) and no faster beside a busy process
+   (docs/benchmarks.md, "Decode beside a busy process"). */
+#define GEMV_CHUNKS_PER_THREAD 1
 
 void gpt2__wmat_gemv(const gpt2__wmat *w, const float *x, const float *bias,
                      float *y) {
