@@ -179,13 +179,14 @@ static inline int gpt2__tensor_index(int layer, int which) {
 
 /* How one tensor is kept in memory. F32 tensors are also tensor[i]. The
    weight matrices (c_attn, attn.c_proj, c_fc, mlp.c_proj, wte) may be
-   kept in any gpt2_dtype; everything else is always F32. Quantized Conv1D
-   weights are kept transposed (one row per output, see
-   wmat.h); F16/BF16 ones keep Hugging Face's layout, so a file's bytes
-   are used as they are. */
+   kept in any gpt2_dtype; everything else is always F32. Conv1D weights
+   converted to a reduced format (quantized, or 16-bit by load_as) are kept
+   transposed, one row per output (wmat.h), which decode reads fastest;
+   16-bit ones read from a file keep Hugging Face's layout, so the file's
+   bytes are used where they lie (memory-mapped). */
 typedef struct {
     gpt2_dtype dtype;
-    bool transposed;    /* kept as (out, in): quantized Conv1D weights */
+    bool transposed;    /* kept as (out, in) */
     const void *data;
     size_t bytes;
 } gpt2__stored;

@@ -25,61 +25,12 @@
 #   bash tests/t_apps.sh            (BUILD=build-asan for another build dir)
 #
 # Prints "ok - ..." / "not ok - ..." per check; exits non-zero on a failure.
-set -uo pipefail
-cd "$(dirname "$0")/.." || exit 1
-
-BUILD=${BUILD:-build}
-G="$BUILD/gpt2"
-PY=/usr/bin/python3 # Debian's, with torch; not the first python3 on PATH
+. "$(dirname "$0")/lib.sh"
 DATA=tests/data
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n_checks=0
-n_failed=0
-
-if [ ! -x "$G" ]; then
-    echo "not ok - $G is not built (make)"
-    exit 1
-fi
-
-pass() { n_checks=$((n_checks + 1)); echo "ok - $1"; }
-fail() { # fail NAME [DETAILS]
-    n_checks=$((n_checks + 1))
-    n_failed=$((n_failed + 1))
-    echo "not ok - $1"
-    if [ -n "${2:-}" ]; then printf '%s\n' "$2" | head -n 15 | sed 's/^/    # /'; fi
-}
-check() { # check NAME TEST...: passes when the test command succeeds
-    local name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name" "$(tail -n 5 "$tmp/err" 2>/dev/null)"; fi
-}
-
-# run CMD...: stdout in $tmp/out, stderr in $tmp/err, stdin from $STDIN
-# (default /dev/null); sets rc. A sanitizer report fails on its own.
-run() {
-    timeout -k 5 "${CMD_TIMEOUT:-300}" "$@" < "${STDIN:-/dev/null}" \
-        > "$tmp/out" 2> "$tmp/err"
-    rc=$?
-    if grep -qE 'Sanitizer|runtime error:' "$tmp/err"; then
-        fail "no sanitizer report: $*" "$(grep -A 12 -E 'Sanitizer|runtime error:' "$tmp/err")"
-    fi
-    return $rc
-}
+summary_prefix="# "
+need_gpt2
 
 differ() { ! cmp -s "$1" "$2"; }
-
-# expect_error NAME CMD...: exit 1 or 2, a "gpt2 <cmd>: ..." message, no crash
-expect_error() {
-    local name=$1
-    shift
-    run "$@"
-    if { [ $rc = 1 ] || [ $rc = 2 ]; } && grep -q '^gpt2' "$tmp/err"; then
-        pass "$name (exit $rc: $(head -n 1 "$tmp/err" | cut -c1-90))"
-    else
-        fail "$name: exit $rc" "$(cat "$tmp/err")"
-    fi
-}
 
 if ! "$PY" -c 'import torch, numpy' 2>/dev/null; then
     echo "not ok - $PY cannot import torch (apt-get install python3-torch)"
@@ -419,5 +370,4 @@ expect_error "lambada a missing file" "$G" eval -m "$PEAKY" --task lambada "$tmp
 expect_error "eval --task unknown" "$G" eval -m "$PEAKY" --task hellaswag "$fixture"
 expect_error "eval --task with --data" "$G" eval -m "$PEAKY" --task lambada --data "$tmp"
 
-echo "# $n_checks checks, $n_failed failed"
-[ $n_failed = 0 ]
+finish

@@ -18,26 +18,14 @@
 #   bash tests/t_attention.sh        (BUILD=build-asan for another build)
 #
 # Prints "ok - ..." / "not ok - ..." per check; exits non-zero on a failure.
-set -uo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 export PYTHONDONTWRITEBYTECODE=1
 
-BUILD=${BUILD:-build}
-G="$BUILD/gpt2"
 PY=${PYTHON:-/usr/bin/python3} # Debian's, with torch
 REF=tests/reference/attention_ref.py
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n_checks=0
-n_failed=0
+fail_detail_lines=20
 
-pass() { n_checks=$((n_checks + 1)); echo "ok - $1"; }
-fail() { # fail NAME [DETAILS]
-    n_checks=$((n_checks + 1))
-    n_failed=$((n_failed + 1))
-    echo "not ok - $1"
-    if [ -n "${2:-}" ]; then printf '%s\n' "$2" | head -n 20 | sed 's/^/    # /'; fi
-}
+# its own check: the test's output too, in the details
 check() { # check NAME TEST...: passes when the test command succeeds
     local name=$1
     shift
@@ -48,19 +36,8 @@ check() { # check NAME TEST...: passes when the test command succeeds
     fi
 }
 
-# run CMD...: stdout in $tmp/out, stderr in $tmp/err, stdin from $STDIN
-# (default /dev/null); sets rc. A sanitizer report fails on its own.
-run() {
-    timeout -k 5 "${CMD_TIMEOUT:-300}" "$@" < "${STDIN:-/dev/null}" \
-        > "$tmp/out" 2> "$tmp/err"
-    rc=$?
-    if grep -qE 'Sanitizer|runtime error:' "$tmp/err"; then
-        fail "no sanitizer report: $*" "$(grep -A 12 -E 'Sanitizer|runtime error:' "$tmp/err")"
-    fi
-    return $rc
-}
-
-# expect_error NAME CODE CMD...: exits CODE with a "gpt2 <cmd>: ..." message.
+# expect_error NAME CODE CMD...: exits CODE with a "gpt2 <cmd>: ..." message
+# (its own: lib.sh's takes 1 or 2).
 expect_error() {
     local name=$1 code=$2
     shift 2
@@ -72,10 +49,7 @@ expect_error() {
     fi
 }
 
-if [ ! -x "$G" ]; then
-    echo "not ok - $G is not built (make)"
-    exit 1
-fi
+need_gpt2
 if ! "$PY" -c 'import torch' 2>/dev/null; then
     echo "not ok - $PY cannot import torch (Debian: apt-get install python3-torch)"
     exit 1

@@ -10,31 +10,12 @@
 #   bash tests/t_bench.sh          (BUILD=build-asan for another build dir)
 #
 # Prints "ok - ..." / "not ok - ..." per check; exits non-zero on a failure.
-set -uo pipefail
-cd "$(dirname "$0")/.." || exit 1
-
-BUILD=${BUILD:-build}
-G="$BUILD/gpt2"
-PY=/usr/bin/python3 # Debian's; the first python3 on PATH may lack modules
+. "$(dirname "$0")/lib.sh"
 # the tokenizer from this tree, wherever the build directory is
 export GPT2C_DATA=${GPT2C_DATA:-$PWD/assets}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n_checks=0
-n_failed=0
-
-if [ ! -x "$G" ]; then
-    echo "not ok - $G is not built (make)"
-    exit 1
-fi
-
-pass() { n_checks=$((n_checks + 1)); echo "ok - $1"; }
-fail() { # fail NAME [DETAILS]
-    n_checks=$((n_checks + 1))
-    n_failed=$((n_failed + 1))
-    echo "not ok - $1"
-    if [ -n "${2:-}" ]; then printf '%s\n' "$2" | head -n 25 | sed 's/^/    # /'; fi
-}
+fail_detail_lines=25
+summary_prefix=""
+need_gpt2
 
 # --- one quick run: tables on stdout, JSON into a file
 t0=$SECONDS
@@ -248,5 +229,4 @@ else
     fail "--help" "$(cat "$tmp/out")"
 fi
 
-echo "$n_checks checks, $n_failed failed"
-[ "$n_failed" = 0 ]
+finish

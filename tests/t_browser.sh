@@ -16,15 +16,9 @@
 # attends}.png. Needs node, chromium and playwright-core (all from
 # scripts/install-deps.sh --test). Prints "ok - ..." / "not ok - ..." per
 # check; exits non-zero on a failure.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-
-BUILD=${BUILD:-build}
-G="$BUILD/gpt2"
+. "$(dirname "$0")/lib.sh"
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 here=tests/browser
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 
 missing() { echo "not ok - $1"; exit 1; }
 [ -x "$G" ] || missing "$G is not built (make)"

@@ -10,61 +10,9 @@
 #   bash tests/t_cli.sh            (BUILD=build-asan for another build dir)
 #
 # Prints "ok - ..." / "not ok - ..." per check; exits non-zero on a failure.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-
-BUILD=${BUILD:-build}
-G="$BUILD/gpt2"
-PY=/usr/bin/python3 # Debian's, with torch; not the first python3 on PATH
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n_checks=0
-n_failed=0
-
-if [ ! -x "$G" ]; then
-    echo "not ok - $G is not built (make)"
-    exit 1
-fi
-
-pass() { n_checks=$((n_checks + 1)); echo "ok - $1"; }
-fail() { # fail NAME [DETAILS]
-    n_checks=$((n_checks + 1))
-    n_failed=$((n_failed + 1))
-    echo "not ok - $1"
-    if [ -n "${2:-}" ]; then printf '%s\n' "$2" | head -n 15 | sed 's/^/    # /'; fi
-}
-check() { # check NAME TEST...: passes when the test command succeeds
-    local name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name" "$(tail -n 5 "$tmp/err" 2>/dev/null)"; fi
-}
-
-# run CMD...: runs with stdout in $tmp/out, stderr in $tmp/err, stdin from
-# $STDIN (default /dev/null); sets rc. A sanitizer report is a failure of
-# its own, whatever the exit code (ASan exits 1, like a runtime error). A
-# command that hangs is stopped after $CMD_TIMEOUT seconds (exit 124).
-run() {
-    timeout -k 5 "${CMD_TIMEOUT:-300}" "$@" < "${STDIN:-/dev/null}" \
-        > "$tmp/out" 2> "$tmp/err"
-    rc=$?
-    if grep -qE 'Sanitizer|runtime error:' "$tmp/err"; then
-        fail "no sanitizer report: $*" "$(grep -A 12 -E 'Sanitizer|runtime error:' "$tmp/err")"
-    fi
-    return $rc
-}
-
-# expect_error NAME CMD...: exit 1 or 2, a "gpt2 <cmd>: ..." message on
-# stderr, and no crash (exit >= 128 is a signal).
-expect_error() {
-    local name=$1
-    shift
-    run "$@"
-    if { [ $rc = 1 ] || [ $rc = 2 ]; } && grep -q '^gpt2' "$tmp/err"; then
-        pass "$name (exit $rc: $(head -n 1 "$tmp/err" | cut -c1-90))"
-    else
-        fail "$name: exit $rc" "$(cat "$tmp/err")"
-    fi
-}
+. "$(dirname "$0")/lib.sh"
+summary_prefix=""
+need_gpt2
 
 json_ok() { "$PY" -c 'import json,sys; json.load(sys.stdin)' < "$1"; }
 
@@ -542,5 +490,4 @@ else
     echo "ok - examples/generate # SKIP not built in $BUILD (make examples)"
 fi
 
-echo "$n_checks checks, $n_failed failed"
-[ "$n_failed" = 0 ]
+finish

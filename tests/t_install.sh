@@ -7,13 +7,9 @@
 # model made by the installed `gpt2 init`; last, `make uninstall` removes it
 # all. One line per check, "ok - ..." or "not ok - ..."; exits non-zero if
 # any check failed. BUILD selects the build directory (default build).
-set -uo pipefail
-
-cd "$(dirname "$0")/.." || exit 1
+. "$(dirname "$0")/lib.sh"
 repo=$PWD
-build=${BUILD:-build}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/gpt2c-install.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+build=$BUILD
 prefix=$tmp/prefix
 away=$tmp/elsewhere
 mkdir -p "$away"

@@ -8,28 +8,13 @@
 #
 #   bash tests/t_memory.sh        (BUILD=... for another build dir; not an
 #                                  ASan build: its allocator keeps freed memory)
-set -uo pipefail
-cd "$(dirname "$0")/.."
+. "$(dirname "$0")/lib.sh"
 export LC_ALL=C # $EPOCHREALTIME and awk with a decimal point
 # as run_all.sh: gpt2 then does not re-exec itself to set it (a re-exec
 # under valgrind runs valgrind's tool binary without valgrind)
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
-BUILD=${BUILD:-build}
-G="$BUILD/gpt2"
-PY=/usr/bin/python3 # Debian's; any python3 with the resource module does
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n_checks=0
-n_failed=0
-pass() { n_checks=$((n_checks + 1)); echo "ok - $1"; }
-fail() {
-    n_checks=$((n_checks + 1)); n_failed=$((n_failed + 1))
-    echo "not ok - $1"
-    if [ -n "${2:-}" ]; then printf '%s\n' "$2" | head -n 15 | sed 's/^/    # /'; fi
-}
-finish() { echo "t_memory: $n_checks checks, $n_failed failed"; [ $n_failed = 0 ]; exit; }
-[ -x "$G" ] || { echo "not ok - $G is not built (make)"; exit 1; }
+need_gpt2
 if ldd "$G" 2> /dev/null | grep -q 'libasan\|libtsan'; then
     echo "# $G is a sanitizer build: resident sizes mean nothing there; nothing to check"
     finish

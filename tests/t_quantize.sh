@@ -4,21 +4,7 @@
 # evaluates close to the original; bad requests get clear errors.
 #
 #   bash tests/t_quantize.sh        (BUILD=build-asan for another build dir)
-set -uo pipefail
-cd "$(dirname "$0")/.."
-
-BUILD=${BUILD:-build}
-G="$BUILD/gpt2"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n_checks=0
-n_failed=0
-pass() { n_checks=$((n_checks + 1)); echo "ok - $1"; }
-fail() {
-    n_checks=$((n_checks + 1)); n_failed=$((n_failed + 1))
-    echo "not ok - $1"
-    if [ -n "${2:-}" ]; then printf '%s\n' "$2" | head -n 15 | sed 's/^/    # /'; fi
-}
+. "$(dirname "$0")/lib.sh"
 # expect_code CODE PATTERN NAME -- CMD...: exit code and a message on stderr
 expect_code() {
     local code=$1 pat=$2 name=$3; shift 4
@@ -27,7 +13,7 @@ expect_code() {
     if [ "$rc" = "$code" ] && grep -q -- "$pat" "$tmp/err"; then pass "$name"
     else fail "$name" "exit $rc; stderr: $(cat "$tmp/err")"; fi
 }
-[ -x "$G" ] || { echo "not ok - $G is not built (make)"; exit 1; }
+need_gpt2
 
 "$G" init --n-layer 2 --n-head 2 --n-embd 64 --n-ctx 64 -o "$tmp/f32" > /dev/null 2>&1 ||
     { echo "not ok - gpt2 init"; exit 1; }
@@ -84,5 +70,4 @@ expect_code 1 "multiple of 32" "--weights q8_0 on n_embd 40" -- \
 expect_code 2 "expected f32, f16, bf16, q8_0 or q4_0" "--weights bad" -- \
     "$G" generate -m "$tmp/f32" --weights int3 -p hi -n 2
 
-echo "t_quantize: $n_checks checks, $n_failed failed"
-[ "$n_failed" -eq 0 ]
+finish

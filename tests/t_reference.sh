@@ -20,12 +20,11 @@
 # Runs in the repository root (BUILD is relative to it). BUILD selects the
 # build (build, build-asan, ...); PYTHON the interpreter with torch
 # (Debian's /usr/bin/python3).
-set -uo pipefail
-cd "$(dirname "$0")/.." || exit 2
+. "$(dirname "$0")/lib.sh"
 # no __pycache__ in the source tree
 export PYTHONDONTWRITEBYTECODE=1
 
-build=${BUILD:-build}
+build=$BUILD
 python=${PYTHON:-/usr/bin/python3}
 refdir=tests/reference
 golden="$build/golden"

@@ -17,10 +17,7 @@
 # --prefix tests/tokenizer, or scripts/install-deps.sh --test), the `bible`
 # program (Debian's bible-kjv) and /usr/bin/python3. Exits 0 on parity.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-
-BUILD=${BUILD:-build}
-PY=/usr/bin/python3
+. "$(dirname "$0")/lib.sh"
 here=tests/tokenizer
 out=$BUILD/tokenizer-corpus
 TOK_IDS=${TOK_IDS:-$BUILD/tests/tools/tok_ids}

@@ -6,22 +6,8 @@
 # dropout, and a clear error before training for every kind of bad shard.
 #
 #   bash tests/t_train.sh        (BUILD=build-asan for another build dir)
-set -uo pipefail
-cd "$(dirname "$0")/.."
-
-BUILD=${BUILD:-build}
-G="$BUILD/gpt2"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n_checks=0
-n_failed=0
-pass() { n_checks=$((n_checks + 1)); echo "ok - $1"; }
-fail() {
-    n_checks=$((n_checks + 1)); n_failed=$((n_failed + 1))
-    echo "not ok - $1"
-    if [ -n "${2:-}" ]; then printf '%s\n' "$2" | head -n 15 | sed 's/^/    # /'; fi
-}
-[ -x "$G" ] || { echo "not ok - $G is not built (make)"; exit 1; }
+. "$(dirname "$0")/lib.sh"
+need_gpt2
 
 # a small corpus: two "books" of KJV-like text and a validation book
 mkdir -p "$tmp/text/train" "$tmp/text/val"
@@ -166,5 +152,4 @@ reset_bad; printf '\x02' | dd of="$tmp/bad/val_000000.bin" bs=1 seek=4 conv=notr
 bad "val shard of an unknown version"
 rm -rf "$tmp/bad"; mkdir -p "$tmp/bad"; bad "no shards"
 
-echo "t_train: $n_checks checks, $n_failed failed"
-[ $n_failed = 0 ]
+finish

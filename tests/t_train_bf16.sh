@@ -7,23 +7,8 @@
 # arithmetic is emulated, so the test holds there too (only slower).
 #
 #   bash tests/t_train_bf16.sh        (BUILD=build-asan for another build dir)
-set -uo pipefail
-cd "$(dirname "$0")/.."
-
-BUILD=${BUILD:-build}
-G="$BUILD/gpt2"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n_checks=0
-n_failed=0
-pass() { n_checks=$((n_checks + 1)); echo "ok - $1"; }
-fail() {
-    n_checks=$((n_checks + 1)); n_failed=$((n_failed + 1))
-    echo "not ok - $1"
-    if [ -n "${2:-}" ]; then printf '%s\n' "$2" | head -n 15 | sed 's/^/    # /'; fi
-}
-finish() { echo "t_train_bf16: $n_checks checks, $n_failed failed"; [ "$n_failed" -eq 0 ]; exit; }
-[ -x "$G" ] || { echo "not ok - $G is not built (make)"; exit 1; }
+. "$(dirname "$0")/lib.sh"
+need_gpt2
 
 # Real text, so the loss falls far: the KJV when installed, else the
 # project's own documentation.

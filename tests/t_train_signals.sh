@@ -11,22 +11,8 @@
 # on a GEMM=none build the test passes either way.
 #
 #   bash tests/t_train_signals.sh        (BUILD=build-asan for another build dir)
-set -uo pipefail
-cd "$(dirname "$0")/.."
-
-BUILD=${BUILD:-build}
-G="$BUILD/gpt2"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n_checks=0
-n_failed=0
-pass() { n_checks=$((n_checks + 1)); echo "ok - $1"; }
-fail() {
-    n_checks=$((n_checks + 1)); n_failed=$((n_failed + 1))
-    echo "not ok - $1"
-    if [ -n "${2:-}" ]; then printf '%s\n' "$2" | head -n 15 | sed 's/^/    # /'; fi
-}
-[ -x "$G" ] || { echo "not ok - $G is not built (make)"; exit 1; }
+. "$(dirname "$0")/lib.sh"
+need_gpt2
 
 mkdir -p "$tmp/text"
 for i in $(seq 1 80); do
@@ -34,8 +20,7 @@ for i in $(seq 1 80); do
 done > "$tmp/text/a.txt"
 if ! "$G" prepare "$tmp/text" -o "$tmp/shards" -q > /dev/null 2> "$tmp/err"; then
     fail "prepare the shards" "$(cat "$tmp/err")"
-    echo "t_train_signals: $n_checks checks, $n_failed failed"
-    exit 1
+    finish
 fi
 
 # storm SIG THREADS DIR: trains until the signals stop it; prints the exit
@@ -76,5 +61,4 @@ for sig in INT TERM; do
     [ $ok = 1 ] && pass "6 runs under a SIG$sig storm (1 and 2 threads) save a loadable checkpoint and exit $want"
 done
 
-echo "t_train_signals: $n_checks checks, $n_failed failed"
-[ $n_failed = 0 ]
+finish
