@@ -653,14 +653,18 @@ static void run_f32(const gpt2__gemm_args *g) {
 }
 
 #ifdef GPT2_USE_DNNL
-/* Under "auto", products with op(A) stored transposed and k short enough
-   for one packed block (the weight gradients of a step of at most 512
-   tokens, inp^T @ dout) go to the own kernel: oneDNN transposes A in
-   small pieces there, and is 10-20% slower on the tied LM head's
-   gradient (50257 x 768 x 256: 460-550 GFLOP/s against 520-660, 2
-   threads of Zen 5), equal on the layers' ones. */
+/* Under "auto", two kinds of product with op(A) stored transposed go to
+   the own kernel, where oneDNN 2.6 (which transposes A in pieces) is
+   slower (2 threads of Zen 5, GFLOP/s, oneDNN against own):
+   - k short enough for one packed block: the weight gradients of a step
+     of at most 512 tokens, inp^T @ dout (equal on the layers' ones; the
+     LM head's 50257 x 768 x 256: 460-530 against 520-530);
+   - very many rows: the LM head's weight gradient, dlogits^T @ inp, at
+     any token count (x 2048: 440-450, below oneDNN's own sgemm, against
+     630). */
 static bool own_kernel_better(const gpt2__gemm_args *g, const gpt2__gemm_kernel *x86) {
-    return x86 && atomic_load(&forced) == IMPL_AUTO && g->ta && g->K <= x86->kc;
+    return x86 && atomic_load(&forced) == IMPL_AUTO && g->ta &&
+           (g->K <= x86->kc || g->M >= 16384);
 }
 #endif
 
