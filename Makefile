@@ -57,11 +57,9 @@ TESTTOOL_SRC = $(sort $(wildcard tests/tools/*.c))
 TESTTOOL_BIN = $(TESTTOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 EXAMPLE_SRC = $(sort $(wildcard examples/*.c))
 EXAMPLE_BIN = $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
-BENCH_SRC = $(sort $(wildcard bench/*.c))
-BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 HDRS     = include/gpt2.h src/internal.h $(wildcard src/*.h tests/*.h tools/*.h)
 
-.PHONY: all lib tools tests examples benches test check asan ubsan bench bench-compare \
+.PHONY: all lib tools tests examples test check asan ubsan bench bench-compare \
         default-model finetune-demo \
         install uninstall clean debug fuzz deps deps-test
 
@@ -71,7 +69,6 @@ lib: $(BUILD)/libgpt2.a $(BUILD)/libgpt2.so
 tools: $(BUILD)/gpt2
 tests: $(TEST_BIN) $(TESTTOOL_BIN)
 examples: $(EXAMPLE_BIN)
-benches: $(BENCH_BIN)
 
 $(BUILD)/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -113,16 +110,12 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libgpt2.a include/gpt2.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -o $@ $< $(BUILD)/libgpt2.a $(LDLIBS)
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libgpt2.a $(HDRS)
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALLCFLAGS) -Isrc -o $@ $< $(BUILD)/libgpt2.a $(LDLIBS)
-
 # ------------------------------------------------------------------ tests
 # make test: installs what the tests need, then runs them all.
 test: deps-test
 	@$(MAKE) --no-print-directory check
 
-check: all tests examples benches
+check: all tests examples
 	@bash tests/run_all.sh
 
 asan:
