@@ -49,6 +49,11 @@ for t in q8_0 q4_0; do
     awk -v a="$l0" -v b="$l1" 'BEGIN { d = (b - a) / a; if (d < 0) d = -d; exit !(a > 0 && d < 0.02) }' &&
         pass "$t: loss within 2% of F32's ($l0 -> $l1)" || fail "$t: loss" "$l0 -> $l1"
 done
+# --stats says how fast, and in which format
+"$G" generate -m "$tmp/q4_0" -p "In the" -n 6 --seed 3 --stats > /dev/null 2> "$tmp/stats"
+grep -q "ms/token.*weights Q4_0" "$tmp/stats" && pass "generate --stats reports decode speed and format" ||
+    fail "generate --stats reports decode speed and format" "$(cat "$tmp/stats")"
+
 # back to a Hugging Face directory
 if "$G" convert "$tmp/q8_0" "$tmp/back" --dtype f32 > /dev/null 2>&1 &&
    "$G" info -m "$tmp/back" 2>&1 | grep -q "storage     F32"; then

@@ -46,6 +46,8 @@ static void usage(FILE *f) {
 "  --stop S                 stop when the text would contain S; S is not\n"
 "                           printed (repeatable)\n"
 "  --echo                   print the prompt before the continuation\n"
+"  --stats                  on stderr at the end: prompt (prefill) and\n"
+"                           decode speed, and the weight format\n"
 "  --ignore-eos             go on past <|endoftext|>\n"
 "  --no-kv-cache            recompute the whole window at every step (slow;\n"
 "                           same result)\n"
@@ -86,7 +88,7 @@ typedef struct {
     const char *model;
     const char *prompt;       /* -p, or NULL */
     const char *prompt_file;  /* --prompt-file, or NULL */
-    bool unconditional, echo, special, json;
+    bool unconditional, echo, special, json, stats;
     int show_probs;           /* K; 0: off */
     bool seed_given;
     gpt2_generate_params p;
@@ -103,7 +105,7 @@ enum {
     OPT_TOP_P = 0x100, OPT_REP, OPT_STOP, OPT_ECHO, OPT_IGNORE_EOS,
     OPT_NO_KV, OPT_SPECIAL, OPT_SHOW_PROBS, OPT_JSON, OPT_UNCOND,
     OPT_BEAMS, OPT_LENGTH_PENALTY, OPT_NO_REPEAT, OPT_EARLY_STOP,
-    OPT_NUM_RETURN
+    OPT_NUM_RETURN, OPT_STATS
 };
 
 /* The option values whose rules are more than a range of integers. */
@@ -176,6 +178,7 @@ static int parse_options(int argc, char **argv, gen_options *o) {
         {"repetition-penalty", required_argument, NULL, OPT_REP},
         {"stop", required_argument, NULL, OPT_STOP},
         {"echo", no_argument, NULL, OPT_ECHO},
+        {"stats", no_argument, NULL, OPT_STATS},
         {"ignore-eos", no_argument, NULL, OPT_IGNORE_EOS},
         {"no-kv-cache", no_argument, NULL, OPT_NO_KV},
         {"special", no_argument, NULL, OPT_SPECIAL},
@@ -241,6 +244,7 @@ static int parse_options(int argc, char **argv, gen_options *o) {
                 o->stop[o->n_stop++] = optarg;
             break;
         case OPT_ECHO: o->echo = true; break;
+        case OPT_STATS: o->stats = true; break;
         case OPT_IGNORE_EOS: o->p.stop_at_eot = 0; break;
         case OPT_NO_KV: o->p.kv_cache = 0; break;
         case OPT_SPECIAL: o->special = true; break;
@@ -454,7 +458,32 @@ typedef struct {
                            and every step's candidates) */
     bool last_newline;  /* the stream's last byte was '\n' */
     bool failed;        /* out of memory while collecting */
+    double t_start, t_first, t_last; /* seconds: start, first and last token */
+    int n_timed;        /* tokens seen by the clock */
 } gen_state;
+
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* --stats: the first token comes after the prompt's prefill; each one
+   after it is one decode step (sampling and printing included). */
+static void print_stats(const gen_state *st, const gpt2_model *m, int n_prompt) {
+    if (st->n_timed == 0) return;
+    double first = st->t_first - st->t_start, rest = st->t_last - st->t_first;
+    fprintf(stderr, "gpt2 generate: prompt %d tokens + first token in %.1f ms (%.0f "
+            "tokens/s)", n_prompt, 1e3 * first, first > 0 ? n_prompt / first : 0.0);
+    if (st->n_timed > 1)
+        fprintf(stderr, "; then %d tokens at %.2f ms/token (%.1f tokens/s)",
+                st->n_timed - 1, 1e3 * rest / (st->n_timed - 1),
+                rest > 0 ? (st->n_timed - 1) / rest : 0.0);
+    fprintf(stderr, "; weights %s, %.1f MB; %d thread%s\n",
+            gpt2_dtype_name(gpt2_model_weight_dtype(m)),
+            gpt2_model_weight_bytes(m) / 1e6, gpt2_get_threads(),
+            gpt2_get_threads() == 1 ? "" : "s");
+}
 
 static int on_step(void *user, const gpt2_step *step) {
     gen_state *st = user;
@@ -462,6 +491,8 @@ static int on_step(void *user, const gpt2_step *step) {
     int *ids = st->top_ids;
     float *lps = st->top_lps;
     if (step->token >= 0) { /* token -1: only text held back until the end */
+        st->t_last = seconds();
+        if (st->n_timed++ == 0) st->t_first = st->t_last;
         int n = q->n_tokens;
         if (!reserve_tokens(q, n + 1, st->stream ? 0 : st->k)) {
             st->failed = true;
@@ -673,6 +704,7 @@ static int sample_one(const gen_options *o, const gpt2_model *m,
         fwrite(prompt, 1, prompt_len, stdout);
         fflush(stdout);
     }
+    st.t_start = seconds();
     if (rc == CLI_OK &&
         gpt2_generate_ids(m, ids, n_ids, &o->p, on_step, &st, NULL) != GPT2_OK)
         rc = cli_lib_error(CMD, "generation failed");
@@ -681,6 +713,7 @@ static int sample_one(const gen_options *o, const gpt2_model *m,
     if (rc == CLI_OK && st.stream && isatty(STDOUT_FILENO) &&
         !st.last_newline)
         putchar('\n'); /* a terminal's prompt starts on its own line */
+    if (rc == CLI_OK && o->stats) print_stats(&st, m, n_ids);
     free(st.top_ids);
     free(st.top_lps);
     return rc;
