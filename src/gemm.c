@@ -4,13 +4,15 @@
    per-thread caches, and the choice between them.
 
    Why oneDNN's matmul primitive for bf16: on an AVX512_BF16 CPU without
-   AMX (Zen 5, 2 threads) it runs GPT-2's training shapes at 600-950
-   GFLOP/s against 400-490 for oneDNN's sgemm (register-bound peaks
-   measured: 1065 bf16, 533 fp32), converting the float32 inputs
-   included. A primitive is made per shape (a JIT compile, 0.3-1 ms), so
-   each calling thread caches the ones it used last. */
+   AMX (Zen 5, 2 threads) it runs GPT-2's training products at 850-940
+   GFLOP/s against 310-520 for oneDNN's sgemm (register-bound peaks
+   measured: 1065 bf16, 535 fp32), converting the float32 inputs
+   included; the own kernel reaches 550-920. A primitive is made per
+   shape (a JIT compile, about 1 ms), so each calling thread caches the
+   ones it used last. */
 #include "gemm.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -380,14 +382,25 @@ void gpt2__bf16_round_n(uint16_t *dst, const float *src, size_t n) {
     }
 }
 
+/* Bytes of converted copy one part of a oneDNN product may need per
+   input, so that a thread's conversion buffers stay bounded however
+   large the product (the LM head's dlogits at 2048 tokens would want 206
+   MB in bf16). At 128 MB GPT-2 124M's products at 256 tokens are not
+   split (wte: 77 MB); splitting its LM head at 32 MB cost 6-10% there. */
+#define CONVERT_MAX_BYTES ((size_t)128 << 20)
+static _Atomic size_t convert_max = CONVERT_MAX_BYTES;
+
+size_t gpt2__gemm_convert_limit(size_t bytes) {
+    return atomic_exchange(&convert_max, bytes ? bytes : CONVERT_MAX_BYTES);
+}
+
 #ifdef GPT2_USE_DNNL
 /* rows x cols of src (row stride ld) into dst (row stride cols): bf16
    bit patterns, or with as_f32 float32 values rounded to bf16 (from a
    float32 or bf16 source) */
 static void convert_rows(void *dst, bool as_f32, const void *src,
                          gpt2__gemm_in t, int rows, int cols, int ld) {
-    bool big = (size_t)rows * cols >= CONVERT_CHUNK;
-#pragma omp parallel for schedule(static) if (big)
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols >= CONVERT_CHUNK)
     for (int r = 0; r < rows; r++) {
         size_t o = (size_t)r * cols, s = (size_t)r * ld;
         if (!as_f32 && t == GPT2__GEMM_IN_F32) {
@@ -655,16 +668,88 @@ static void run_f32(const gpt2__gemm_args *g) {
 #ifdef GPT2_USE_DNNL
 /* Under "auto", two kinds of product with op(A) stored transposed go to
    the own kernel, where oneDNN 2.6 (which transposes A in pieces) is
-   slower (2 threads of Zen 5, GFLOP/s, oneDNN against own):
+   slower or erratic (2 threads of Zen 5, GFLOP/s, oneDNN against own):
    - k short enough for one packed block: the weight gradients of a step
-     of at most 512 tokens, inp^T @ dout (equal on the layers' ones; the
-     LM head's 50257 x 768 x 256: 460-530 against 520-530);
+     of at most 512 tokens, inp^T @ dout (the layers' are equal; the LM
+     head's, 50257 x 768 x 256: 470 against 545);
    - very many rows: the LM head's weight gradient, dlogits^T @ inp, at
-     any token count (x 2048: 440-450, below oneDNN's own sgemm, against
-     630). */
+     any token count (x 2048: from 440 to 810 from run to run, against a
+     steady 630-680). */
 static bool own_kernel_better(const gpt2__gemm_args *g, const gpt2__gemm_kernel *x86) {
     return x86 && atomic_load(&forced) == IMPL_AUTO && g->ta &&
            (g->K <= x86->kc || g->M >= 16384);
+}
+#endif
+
+/* bf16 with gpt2c's own kernels */
+static void run_own_bf16(const gpt2__gemm_args *g, impl_id id,
+                         const gpt2__gemm_kernel *x86) {
+    if (id != IMPL_PORTABLE && x86 && blocked(x86, g)) return;
+    if (!blocked(&portable_kernel, g)) naive_args(g);
+}
+
+#ifdef GPT2_USE_DNNL
+/* Rows i0..i0+m-1 (rows) or columns (!rows) of g's product */
+static gpt2__gemm_args part_of(const gpt2__gemm_args *g, bool rows, int i0, int m) {
+    gpt2__gemm_args h = *g;
+    if (rows) {
+        size_t es = g->at == GPT2__GEMM_IN_F32 ? sizeof(float) : sizeof(uint16_t);
+        h.A = (const char *)g->A + es * (g->ta ? (size_t)i0 : (size_t)i0 * g->lda);
+        h.C = g->C + (size_t)i0 * g->ldc;
+        h.M = m;
+    } else {
+        size_t es = g->bt == GPT2__GEMM_IN_F32 ? sizeof(float) : sizeof(uint16_t);
+        h.B = (const char *)g->B + es * (g->tb ? (size_t)i0 * g->ldb : (size_t)i0);
+        h.C = g->C + i0;
+        h.N = m;
+    }
+    return h;
+}
+
+/* Before g is split along one input (rows of op(A) or columns of op(B)),
+   the other, when float32 and small enough, is converted to bf16 once
+   for all the parts. */
+static void share_other(gpt2__gemm_args *g, bool rows) {
+    thread_ctx *ctx = ctx_get();
+    gpt2__gemm_in t = rows ? g->bt : g->at;
+    size_t bytes = (size_t)g->K * (rows ? g->N : g->M) * sizeof(uint16_t);
+    if (!ctx || t != GPT2__GEMM_IN_F32 || bytes > atomic_load(&convert_max)) return;
+    if (rows) {
+        int ld = g->ldb;
+        const void *b = prepared(ctx, 1, false, g->B, g->bt, g->tb ? g->N : g->K,
+                                 g->tb ? g->K : g->N, &ld);
+        if (b) g->B = b, g->bt = GPT2__GEMM_IN_BF16, g->ldb = ld;
+    } else {
+        int ld = g->lda;
+        const void *a = prepared(ctx, 0, false, g->A, g->at, g->ta ? g->K : g->M,
+                                 g->ta ? g->M : g->K, &ld);
+        if (a) g->A = a, g->at = GPT2__GEMM_IN_BF16, g->lda = ld;
+    }
+}
+
+/* bf16 through oneDNN (emu: sgemm on rounded float32 copies), in parts
+   of rows, then of columns, while an input to convert is larger than
+   convert_max; a part oneDNN fails on is done by the own kernels. */
+static void dnnl_parts(const gpt2__gemm_args *g, bool emu, const gpt2__gemm_kernel *x86) {
+    size_t es = emu ? sizeof(float) : sizeof(uint16_t);
+    bool conv_a = emu || g->at == GPT2__GEMM_IN_F32, conv_b = emu || g->bt == GPT2__GEMM_IN_F32;
+    /* rows of op(A) (or columns of op(B)) per part: K values each */
+    size_t max = atomic_load(&convert_max);
+    size_t fit = max / ((size_t)g->K * es) / 16 * 16;
+    int step = fit < 16 ? 16 : fit > INT_MAX ? INT_MAX : (int)fit;
+    bool split_a = conv_a && g->M > step, split_b = !split_a && conv_b && g->N > step;
+    if (split_a || split_b) {
+        gpt2__gemm_args whole = *g;
+        if (!emu) share_other(&whole, split_a);
+        int n = split_a ? g->M : g->N;
+        for (int i0 = 0; i0 < n; i0 += step) {
+            gpt2__gemm_args h = part_of(&whole, split_a, i0, imin(step, n - i0));
+            dnnl_parts(&h, emu, x86);
+        }
+        return;
+    }
+    if (!(emu ? run_dnnl_emulated(g) : run_dnnl_bf16(g)))
+        run_own_bf16(g, emu ? IMPL_DNNL_EMU : IMPL_DNNL, x86);
 }
 #endif
 
@@ -672,11 +757,12 @@ static void run_bf16(const gpt2__gemm_args *g) {
     impl_id id = bf16_impl();
     const gpt2__gemm_kernel *x86 = gpt2__gemm_x86_bf16_kernel();
 #ifdef GPT2_USE_DNNL
-    if (id == IMPL_DNNL && !own_kernel_better(g, x86) && run_dnnl_bf16(g)) return;
-    if (id == IMPL_DNNL_EMU && run_dnnl_emulated(g)) return;
+    if ((id == IMPL_DNNL && !own_kernel_better(g, x86)) || id == IMPL_DNNL_EMU) {
+        dnnl_parts(g, id == IMPL_DNNL_EMU, x86);
+        return;
+    }
 #endif
-    if (id != IMPL_PORTABLE && x86 && blocked(x86, g)) return;
-    if (!blocked(&portable_kernel, g)) naive_args(g);
+    run_own_bf16(g, id, x86);
 }
 
 static bool trans_of(char t) {

@@ -24,25 +24,28 @@
  *                    variant computes the same sums up to the order of the
  *                    float32 additions. Where oneDNN reports a bf16 unit
  *                    (AVX512_BF16 or AMX): its bf16 matmul (brgemm,
- *                    vdpbf16ps), except weight gradients of few tokens
- *                    (op(A) transposed, K <= 512), which the own
- *                    AVX512_BF16 kernel does faster; without oneDNN, the
+ *                    vdpbf16ps), except the products with op(A) stored
+ *                    transposed that the own AVX512_BF16 kernel does
+ *                    faster (K <= 512: weight gradients of few tokens;
+ *                    M >= 16384: the LM head's); without oneDNN, the
  *                    own kernel on CPUs with AVX512_BF16; everywhere else
  *                    emulation: oneDNN's sgemm on rounded copies, or the
  *                    portable kernel rounding while it packs. Subnormal
  *                    inputs may be flushed to zero.
  *
- * Speed (GPT-2 124M's products at 256 tokens, 2 threads of AMD Zen 5,
- * GFLOP/s): oneDNN sgemm 400-490 (fp32 FMA peak 535); bf16 650-900
- * (vdpbf16ps peak 1065), the LM head's weight gradient 520 (its float32
- * output is 154 MB, read and written); own kernel alone 500-800;
- * portable 180-300 (f32 or bf16).
+ * Speed (GPT-2 124M's training products at 256 tokens, 2 threads of
+ * AMD Zen 5, GFLOP/s): oneDNN sgemm 310-520 (fp32 FMA peak 535); bf16
+ * 850-940, the LM head's backward products 545-650 (vdpbf16ps peak
+ * 1065), float32 inputs converted included; the own kernel alone
+ * 550-920; portable 180-300. All the products of one training step:
+ * 412 ms in fp32, 242 ms in bf16, 226 ms with bf16 weights.
  *
- * Inputs already in bfloat16 skip the conversion (7-10% of a bf16
- * product's time): gpt2__gemm_ex takes each input as float32 or
- * bfloat16. Worth it for weights (a bf16 copy made once per optimizer
- * step, 11 ms for 124M on 2 threads, instead of two conversions per step
- * of each) and for an input two products share (dout, dlogits).
+ * Inputs already in bfloat16 skip the conversion (7% of a step's bf16
+ * products, up to 17% of one): gpt2__gemm_ex takes each input as
+ * float32 or bfloat16. Worth it for weights (a bf16 copy made once per
+ * optimizer step, 10-16 ms for 124M on 2 threads, instead of two
+ * conversions per step of each) and for an input two products share
+ * (dout, dlogits).
  * gpt2__bf16_round_n converts an array.
  *
  * Threads: the work is spread over the OpenMP team (called inside a
@@ -52,7 +55,8 @@
  * last 32 used are kept) and buffers, freed when it exits or calls
  * gpt2__gemm_thread_release. Memory: a thread that used the oneDNN bf16
  * path keeps its conversion buffers (the largest float32 inputs it
- * converted, at half their size) until then. If memory for buffers
+ * converted, at half their size; larger products are done in parts so
+ * that each stays under 128 MB) until then. If memory for buffers
  * cannot be had, a slow plain loop (summing in double) needs none.
  */
 #ifndef GPT2_GEMM_H
@@ -113,12 +117,18 @@ void gpt2__gemm_thread_release(void);
    false, and nothing changes, when that one is not built in or the CPU
    lacks it. Not meant to be called while other threads multiply. */
 bool gpt2__gemm_force(const char *impl);
-/* The implementation bf16 products use now: one of the names above. */
+/* For tests: oneDNN's paths convert float32 inputs into per-thread
+   buffers, splitting a product into parts so that no input's copy
+   exceeds this many bytes (default 128 MB; 0 restores it). Returns the
+   previous limit. */
+size_t gpt2__gemm_convert_limit(size_t bytes);
+/* The implementation bf16 products use now (under "auto", for most
+   shapes): one of the names above but "auto". */
 const char *gpt2__gemm_bf16_impl(void);
 
 /* The product in three plain loops, in double (each input rounded to
-   bfloat16 first when prec is GPT2__PREC_BF16): the reference the fast
-   paths are tested against. Same arguments as gpt2__gemm_ex. */
+   bfloat16 first when prec is GPT2__PREC_BF16): a reference for tests,
+   and the path that needs no memory. Same arguments as gpt2__gemm_ex. */
 void gpt2__gemm_naive(char ta, char tb, int M, int N, int K, float alpha,
                       const void *A, gpt2__gemm_in at, int lda, const void *B,
                       gpt2__gemm_in bt, int ldb, float beta, float *C,

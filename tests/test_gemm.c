@@ -171,6 +171,15 @@ static void test_shapes(void) {
             check_product(tr[a], tr[b], 137, 9, 3, 0, -1.0f, 0.0f, false);
         }
     check_product('N', 'T', 3, 3100, 33, 0, 1.0f, 1.0f, true);
+    /* inputs whose copies pass the limit: oneDNN gets them in parts of
+       rows of op(A), then of columns of op(B) */
+    size_t old = gpt2__gemm_convert_limit(40000);
+    check_product('N', 'N', 300, 3, 210, 1, 1.0f, 0.5f, false);
+    check_product('T', 'T', 300, 3, 210, 0, 1.0f, 0.0f, false);
+    check_product('T', 'T', 3, 300, 210, 1, 1.0f, 0.5f, false);
+    check_product('N', 'N', 3, 300, 210, 0, 2.0f, 0.0f, false);
+    check_product('N', 'T', 300, 290, 210, 0, 1.0f, 1.0f, true);
+    CHECK(gpt2__gemm_convert_limit(old) == 40000);
     check_product('T', 'N', 130, 1600, 5, 2, 2.0f, -1.0f, false);
 }
 

@@ -573,8 +573,10 @@ static double bf16_avx512(long iters, float mul, float add, float *sink) {
     __m512bh x = _mm512_cvtne2ps_pbh(_mm512_set1_ps(mul), _mm512_set1_ps(mul));
     __m512bh y = _mm512_cvtne2ps_pbh(_mm512_set1_ps(add), _mm512_set1_ps(add));
     __m512 a[16];
+    /* distinct starting values: sixteen identical chains would be merged
+       into one by the compiler, and the count below would be 16x wrong */
 #pragma GCC unroll 16
-    for (int k = 0; k < 16; k++) a[k] = _mm512_setzero_ps();
+    for (int k = 0; k < 16; k++) a[k] = _mm512_set1_ps(0.01f * (float)k);
     for (long i = 0; i < iters; i++) {
 #pragma GCC unroll 16
         for (int k = 0; k < 16; k++) a[k] = _mm512_dpbf16_ps(a[k], x, y);
