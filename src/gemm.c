@@ -47,36 +47,17 @@
 
 /* ------------------------------------------------------- small helpers */
 
-static inline uint32_t f32_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static inline float bits_f32(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 /* f rounded to the nearest bfloat16 (ties to even), as a float32; NaN
    stays NaN (quieted) */
 static inline float round_bf16(float f) {
-    uint32_t u = f32_bits(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return bits_f32((u | 0x400000u) & 0xffff0000u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return bits_f32(u & 0xffff0000u);
-}
-
-static inline uint16_t to_bf16(float f) {
-    return (uint16_t)(f32_bits(round_bf16(f)) >> 16);
+    return gpt2__bf16_to_f32(gpt2__f32_to_bf16(f));
 }
 
 /* Element idx of input X (stored as t), as float32 (rounded when asked) */
 static inline float in_val(const void *X, gpt2__gemm_in t, size_t idx,
                            bool round) {
     if (t == GPT2__GEMM_IN_BF16)
-        return bits_f32((uint32_t)((const uint16_t *)X)[idx] << 16);
+        return gpt2__bits_f32((uint32_t)((const uint16_t *)X)[idx] << 16);
     float v = ((const float *)X)[idx];
     return round ? round_bf16(v) : v;
 }
@@ -367,7 +348,7 @@ static bool blocked(const gpt2__gemm_kernel *kn, const gpt2__gemm_args *g) {
 /* n values (no threads) */
 static void round_serial(uint16_t *dst, const float *src, size_t n) {
     if (gpt2__bf16_round_x86(dst, src, n)) return;
-    for (size_t i = 0; i < n; i++) dst[i] = to_bf16(src[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = gpt2__f32_to_bf16(src[i]);
 }
 
 #define CONVERT_CHUNK ((size_t)1 << 15)
@@ -473,7 +454,7 @@ static bool md_init(dnnl_memory_desc_t *md, int rows, int cols, bool trans,
    share one). false if oneDNN has only its reference implementation
    for it (far slower than the other paths) or fails. */
 static bool prim_make(prim_entry *e, const prim_key *k) {
-    float alpha = bits_f32(k->alpha), beta = bits_f32(k->beta);
+    float alpha = gpt2__bits_f32(k->alpha), beta = gpt2__bits_f32(k->beta);
     dnnl_matmul_desc_t desc;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
@@ -574,7 +555,7 @@ static bool run_dnnl_bf16(const gpt2__gemm_args *g) {
                              g->tb ? g->K : g->N, &ldb);
     if (!A || !B) return false;
     prim_key k = {g->ta, g->tb, g->M, g->N, g->K, lda, ldb, g->ldc,
-                  f32_bits(g->alpha), f32_bits(g->beta)};
+                  gpt2__f32_bits(g->alpha), gpt2__f32_bits(g->beta)};
     prim_entry *e = prim_get(ctx, &k);
     return e && prim_run(ctx, e, A, B, g->C);
 }

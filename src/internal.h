@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* ------------------------------------------------------------- errors */
 
@@ -72,8 +73,29 @@ bool gpt2__is_dir(const char *path);
 
 float gpt2__f16_to_f32(uint16_t h);
 uint16_t gpt2__f32_to_f16(float f);   /* round to nearest even */
-float gpt2__bf16_to_f32(uint16_t h);
-uint16_t gpt2__f32_to_bf16(float f);  /* round to nearest even */
+/* A float's bits and back (memcpy: no aliasing trouble; compiles to a
+   register move). Inline, for the conversion loops of the kernels. */
+static inline uint32_t gpt2__f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static inline float gpt2__bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+/* bfloat16 is the top half of a float32. */
+static inline float gpt2__bf16_to_f32(uint16_t h) {
+    return gpt2__bits_f32((uint32_t)h << 16);
+}
+/* Round to nearest even; NaN stays NaN (quieted). */
+static inline uint16_t gpt2__f32_to_bf16(float f) {
+    uint32_t u = gpt2__f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
 
 /* ------------------------------------------------------- safetensors */
 

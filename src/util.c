@@ -177,26 +177,6 @@ bool gpt2__is_dir(const char *path) {
 
 /* ------------------------------------------------------- half precision */
 
-static uint32_t f32_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static float bits_f32(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-float gpt2__bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
-
-uint16_t gpt2__f32_to_bf16(float f) {
-    uint32_t u = f32_bits(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
-    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
-    return (uint16_t)(u >> 16);
-}
 
 float gpt2__f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
@@ -207,20 +187,20 @@ float gpt2__f16_to_f32(uint16_t h) {
         float v = (float)mant * 5.9604644775390625e-8f;
         return sign ? -v : v;
     }
-    if (exp == 31) return bits_f32(sign | 0x7f800000u | (mant << 13));
-    return bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
+    if (exp == 31) return gpt2__bits_f32(sign | 0x7f800000u | (mant << 13));
+    return gpt2__bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
 }
 
 uint16_t gpt2__f32_to_f16(float f) {
-    uint32_t u = f32_bits(f);
+    uint32_t u = gpt2__f32_bits(f);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
     uint32_t a = u & 0x7fffffffu;
     if (a > 0x7f800000u) return sign | 0x7e00;             /* NaN */
     if (a >= 0x477ff000u) return sign | 0x7c00;            /* overflow: inf */
     if (a < 0x38800000u) {                                 /* subnormal or 0 */
         /* add 0.5 (as float) so the FPU rounds the mantissa to nearest even */
-        float v = bits_f32(a) + 0.5f;
-        return sign | (uint16_t)(f32_bits(v) - f32_bits(0.5f));
+        float v = gpt2__bits_f32(a) + 0.5f;
+        return sign | (uint16_t)(gpt2__f32_bits(v) - gpt2__f32_bits(0.5f));
     }
     uint32_t mant_odd = (a >> 13) & 1u;
     a += ((uint32_t)(15 - 127) << 23) + 0xfffu + mant_odd;

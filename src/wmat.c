@@ -64,18 +64,6 @@ size_t gpt2__wmat_bytes(const gpt2__wmat *w) {
 
 /* ------------------------------------------------------ scalar formats */
 
-static inline float bits_to_f32(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static inline uint32_t f32_to_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
 /* Half to float without branches, so the portable loops vectorise. The
    half's exponent and mantissa, shifted into a float's, read as a float
    2^112 too small (the biases differ by 112), for normals and subnormals
@@ -83,16 +71,13 @@ static inline uint32_t f32_to_bits(float f) {
    select. Bit for bit gpt2__f16_to_f32 (tests check all 65536). */
 static inline float f16_to_f32(uint16_t h) {
     uint32_t em = (uint32_t)(h & 0x7fff);
-    uint32_t mag = f32_to_bits(bits_to_f32(em << 13) * 0x1p112f);
+    uint32_t mag = gpt2__f32_bits(gpt2__bits_f32(em << 13) * 0x1p112f);
     uint32_t inf_nan = 0x7f800000u | (em & 0x3ffu) << 13;
     uint32_t special = 0u - (uint32_t)(em >= 0x7c00); /* all ones or 0 */
     uint32_t u = (inf_nan & special) | (mag & ~special);
-    return bits_to_f32(u | (uint32_t)(h & 0x8000) << 16);
+    return gpt2__bits_f32(u | (uint32_t)(h & 0x8000) << 16);
 }
 
-static inline float bf16_to_f32(uint16_t h) {
-    return bits_to_f32((uint32_t)h << 16);
-}
 
 /* ------------------------------------------------------- quantization */
 
@@ -194,8 +179,8 @@ static void f16_run(float *restrict out, const uint16_t *restrict h, size_t n) {
 static void bf16_run(float *restrict out, const uint16_t *restrict h, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) out[i + l] = bf16_to_f32(h[i + l]);
-    for (; i < n; i++) out[i] = bf16_to_f32(h[i]);
+        for (int l = 0; l < 8; l++) out[i + l] = gpt2__bf16_to_f32(h[i + l]);
+    for (; i < n; i++) out[i] = gpt2__bf16_to_f32(h[i]);
 }
 
 static float block_scale(const uint8_t *row, size_t b) {
