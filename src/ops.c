@@ -516,6 +516,23 @@ static void masked_softmax_rows(float *S, int T, int Tk, int past) {
     }
 }
 
+/* One sequence and head as two matrix products: S (T, Tk) =
+   softmax(mask(scale Q K^T)), then out_h (T, HS; rows C apart) = S V. */
+static void attention_head_by_gemm(float *out_h, float *S, const float *qh,
+                                   const float *kh, const float *vh, int T,
+                                   int Tk, int HS, int C, size_t q_stride,
+                                   size_t kv_stride) {
+    float scale = 1.0f / sqrtf((float)HS);
+    /* attention's products are small and few: float32 even in mixed
+       precision (a bf16 product this size costs more to set up than it
+       saves) */
+    gpt2__gemm('N', 'T', T, Tk, HS, scale, qh, (int)q_stride, kh, (int)kv_stride,
+               0.0f, S, Tk, GPT2__PREC_F32);
+    masked_softmax_rows(S, T, Tk, Tk - T);
+    gpt2__gemm('N', 'N', T, HS, Tk, 1.0f, S, Tk, vh, (int)kv_stride, 0.0f, out_h, C,
+               GPT2__PREC_F32);
+}
+
 /* Many query rows at once (prefill): per sequence and head, the scores
    are one matrix product, Q K^T, and the output another, P V, each at the
    GEMM library's speed. The masked corner is computed and zeroed: for a
@@ -525,21 +542,16 @@ static bool attention_by_gemm(float *out, const float *q, const float *k,
                               const float *v, int B, int T, int Tk, int C,
                               int NH, size_t q_stride, size_t q_bstride,
                               size_t kv_stride, size_t kv_bstride) {
-    int HS = C / NH, past = Tk - T;
+    int HS = C / NH;
     float *S = malloc(sizeof(float) * (size_t)T * Tk);
     if (!S) return false;
-    float scale = 1.0f / sqrtf((float)HS);
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            const float *qh = q + b * q_bstride + h * HS;
-            const float *kh = k + b * kv_bstride + h * HS;
-            const float *vh = v + b * kv_bstride + h * HS;
-            gpt2__gemm('N', 'T', T, Tk, HS, scale, qh, (int)q_stride, kh, (int)kv_stride,
-                       0.0f, S, Tk, GPT2__PREC_F32);
-            masked_softmax_rows(S, T, Tk, past);
-            gpt2__gemm('N', 'N', T, HS, Tk, 1.0f, S, Tk, vh, (int)kv_stride, 0.0f,
-                       out + (size_t)b * T * C + h * HS, C, GPT2__PREC_F32);
-        }
+        for (int h = 0; h < NH; h++)
+            attention_head_by_gemm(out + (size_t)b * T * C + h * HS, S,
+                                   q + b * q_bstride + h * HS,
+                                   k + b * kv_bstride + h * HS,
+                                   v + b * kv_bstride + h * HS, T, Tk, HS, C,
+                                   q_stride, kv_stride);
     free(S);
     return true;
 }
@@ -557,24 +569,15 @@ static void attention_stored_by_gemm(float *out, float *att, const float *q,
                                      size_t q_bstride, size_t kv_stride,
                                      size_t kv_bstride) {
     int HS = C / NH;
-    float scale = 1.0f / sqrtf((float)HS);
-    /* attention's products are small and few: float32 even in mixed
-       precision (a bf16 product this size costs more to set up than it
-       saves) */
-    gpt2__gemm_prec pr = GPT2__PREC_F32;
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            float *S = att + ((size_t)b * NH + h) * T * T;
-            const float *qh = q + b * q_bstride + h * HS;
-            const float *kh = k + b * kv_bstride + h * HS;
-            const float *vh = v + b * kv_bstride + h * HS;
-            gpt2__gemm('N', 'T', T, T, HS, scale, qh, (int)q_stride, kh,
-                       (int)kv_stride, 0.0f, S, T, pr);
-            masked_softmax_rows(S, T, T, 0);
-            gpt2__gemm('N', 'N', T, HS, T, 1.0f, S, T, vh, (int)kv_stride, 0.0f,
-                       out + (size_t)b * T * C + h * HS, C, pr);
-        }
+        for (int h = 0; h < NH; h++)
+            attention_head_by_gemm(out + (size_t)b * T * C + h * HS,
+                                   att + ((size_t)b * NH + h) * T * T,
+                                   q + b * q_bstride + h * HS,
+                                   k + b * kv_bstride + h * HS,
+                                   v + b * kv_bstride + h * HS, T, T, HS, C,
+                                   q_stride, kv_stride);
 }
 
 void attention_forward(float *out, float *att, const float *q,
