@@ -375,7 +375,10 @@ gpt2_status gpt2_trainer_eval(gpt2_trainer *tr, const int *tokens,
 gpt2_status gpt2_trainer_update(gpt2_trainer *tr, float lr, float *grad_norm);
 
 /* The blocks (n_params floats each, borrowed): parameters, gradients,
-   AdamW first and second moments; and the update count so far. */
+   AdamW first and second moments; and the update count so far. To change
+   the parameters, write them through the pointer gpt2_trainer_params
+   returns after the last step and before the next: a bf16 trainer keeps
+   a bf16 copy of them, remade at the next step after that call. */
 size_t gpt2_trainer_num_params(const gpt2_trainer *tr);
 float *gpt2_trainer_params(gpt2_trainer *tr);
 float *gpt2_trainer_grads(gpt2_trainer *tr);

@@ -26,12 +26,6 @@
 #include <omp.h>
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__SANITIZE_ADDRESS__)
-#define GEMM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define GEMM_CLONES
-#endif
 /* -std=c11 turns off GCC's contraction of a * b + c into one FMA, which
    halves a multiply-add kernel's speed; the portable kernel asks for it
    (the result differs from separate rounding only in the last bit). */
@@ -247,7 +241,7 @@ static void pack_b_portable(void *dst, const gpt2__gemm_args *g, int j0,
         }
 }
 
-GEMM_CLONES GEMM_CONTRACT
+GPT2_CLONES GEMM_CONTRACT
 static void micro_portable(int kc, const void *a_, const void *b_, float *c,
                            int ldc, int m, int n, float alpha, float beta) {
     const float *a = a_, *b = b_;

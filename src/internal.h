@@ -359,4 +359,15 @@ gpt2_model *gpt2__trainer_model(gpt2_trainer *tr);
 
 int gpt2__threads(void);  /* the effective thread count (>= 1) */
 
+
+/* A hot loop compiled for AVX-512, AVX2 and plain x86-64, chosen at run
+   time (GCC's target_clones; one binary runs everywhere). Off under
+   clang and ASan, where the resolvers are not supported. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define GPT2_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define GPT2_CLONES
+#endif
+
 #endif /* GPT2_INTERNAL_H */

@@ -13,17 +13,12 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "internal.h"
 #include "pool.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__SANITIZE_ADDRESS__)
-#define GPT2_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define GPT2_CLONES
-#endif
 
 /* Work (multiply-adds or elements) below which a kernel stays on one
    thread: waking the team costs more than it saves, and with another
@@ -183,13 +178,44 @@ static gpt2__gemm_prec prec(void) {
     return use_bf16 ? GPT2__PREC_BF16 : GPT2__PREC_F32;
 }
 
+static _Thread_local struct {
+    const float *base;
+    size_t n;
+    const uint16_t *bf16;
+} shadow;
+
+void matmul_set_bf16_weights(const float *base, size_t n, const uint16_t *bf16) {
+    shadow.base = base;
+    shadow.n = base ? n : 0;
+    shadow.bf16 = bf16;
+}
+
+/* The weight w (count values) as a matmul input: its bf16 copy when there
+   is one and the matmuls are bf16, else w itself */
+typedef struct {
+    const void *p;
+    gpt2__gemm_in t;
+} weight_in;
+
+static weight_in weight_of(const float *w, size_t count) {
+    weight_in r = {w, GPT2__GEMM_IN_F32};
+    if (use_bf16 && shadow.base && w >= shadow.base &&
+        (size_t)(w - shadow.base) + count <= shadow.n) {
+        r.p = shadow.bf16 + (w - shadow.base);
+        r.t = GPT2__GEMM_IN_BF16;
+    }
+    return r;
+}
+
 void matmul_forward(float *out, const float *inp, const float *w,
                     const float *bias, int N, int C, int OC) {
     if (N == 1 && !use_bf16) {
         gemv(out, inp, w, bias, C, OC);
         return;
     }
-    gpt2__gemm('N', 'N', N, OC, C, 1.0f, inp, C, w, OC, 0.0f, out, OC, prec());
+    weight_in W = weight_of(w, (size_t)C * OC);
+    gpt2__gemm_ex('N', 'N', N, OC, C, 1.0f, inp, GPT2__GEMM_IN_F32, C, W.p, W.t, OC,
+                  0.0f, out, OC, prec());
     if (bias) {
 #pragma omp parallel for if ((size_t)N * OC >= PARALLEL_MIN)
         for (int n = 0; n < N; n++) {
@@ -230,7 +256,9 @@ static float dot(const float *a, const float *b, int n) {
 void lmhead_forward(float *logits, const float *inp, const float *wte, int N,
                     int C, int V) {
     if (N > 1 || use_bf16) {
-        gpt2__gemm('N', 'T', N, V, C, 1.0f, inp, C, wte, C, 0.0f, logits, V, prec());
+        weight_in W = weight_of(wte, (size_t)V * C);
+        gpt2__gemm_ex('N', 'T', N, V, C, 1.0f, inp, GPT2__GEMM_IN_F32, C, W.p, W.t, C,
+                      0.0f, logits, V, prec());
         return;
     }
     /* one row per vocabulary entry: wte streams once, contiguously */
@@ -769,8 +797,11 @@ static void bias_grad(float *db, const float *dout, int N, int OC) {
 
 void matmul_backward(float *dinp, float *dw, float *db, const float *dout,
                      const float *inp, const float *w, int N, int C, int OC) {
-    if (dinp)
-        gpt2__gemm('N', 'T', N, C, OC, 1.0f, dout, OC, w, OC, 1.0f, dinp, C, prec());
+    if (dinp) {
+        weight_in W = weight_of(w, (size_t)C * OC);
+        gpt2__gemm_ex('N', 'T', N, C, OC, 1.0f, dout, GPT2__GEMM_IN_F32, OC, W.p, W.t,
+                      OC, 1.0f, dinp, C, prec());
+    }
     if (dw)
         gpt2__gemm('T', 'N', C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dw, OC, prec());
     if (db) bias_grad(db, dout, N, OC);
@@ -778,8 +809,11 @@ void matmul_backward(float *dinp, float *dw, float *db, const float *dout,
 
 void lmhead_backward(float *dinp, float *dwte, const float *dlogits,
                      const float *inp, const float *wte, int N, int C, int V) {
-    if (dinp)
-        gpt2__gemm('N', 'N', N, C, V, 1.0f, dlogits, V, wte, C, 1.0f, dinp, C, prec());
+    if (dinp) {
+        weight_in W = weight_of(wte, (size_t)V * C);
+        gpt2__gemm_ex('N', 'N', N, C, V, 1.0f, dlogits, GPT2__GEMM_IN_F32, V, W.p, W.t,
+                      C, 1.0f, dinp, C, prec());
+    }
     if (dwte)
         gpt2__gemm('T', 'N', V, C, N, 1.0f, dlogits, V, inp, C, 1.0f, dwte, C, prec());
 }

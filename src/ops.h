@@ -44,6 +44,10 @@ void matmul_forward_naive(float *out, const float *inp, const float *w,
    restores it. */
 void matmul_set_bf16(bool bf16);
 bool matmul_bf16(void);
+/* With bf16 set, weights inside [base, base + n) are read from bf16
+   (bf16 + (w - base)) instead of being rounded on each use: the trainer's
+   copy of its parameters. NULL base: none (calling thread only). */
+void matmul_set_bf16_weights(const float *base, size_t n, const uint16_t *bf16);
 
 /* The tied LM head: logits (N,V) = inp (N,C) @ wte (V,C)^T.
    PyTorch: F.linear(inp, wte). */

@@ -123,6 +123,43 @@ int main(void) {
         gpt2_model_free(dm);
     }
 
+    /* bf16 matmuls read a bf16 copy of the weights that AdamW keeps up to
+       date: after updates, and after writes through gpt2_trainer_params,
+       a step's loss must be that of a fresh trainer (whose copy is made
+       from the same weights) bit for bit; a stale copy would differ */
+    {
+        gpt2_model *am, *fm;
+        CHECK_OK(gpt2_model_init(&c, 11, &am));
+        CHECK_OK(gpt2_model_init(&c, 12, &fm));
+        gpt2_train_params bp = p;
+        bp.matmul_dtype = GPT2_DTYPE_BF16;
+        gpt2_trainer *at, *ft;
+        CHECK_OK(gpt2_trainer_new(am, &bp, &at));
+        CHECK_OK(gpt2_trainer_new(fm, &bp, &ft));
+        size_t np = gpt2_trainer_num_params(at);
+        float la, lf;
+        int same = 0, rounds = 0;
+        const float *aw0 = gpt2_trainer_params(at); /* read only, below */
+        for (int s = 0; s < 5; s++, rounds++) {
+            if (s == 4) { /* the caller changes the weights */
+                float *aw = gpt2_trainer_params(at);
+                for (size_t i = 0; i < np; i++) aw[i] *= 0.75f;
+            }
+            memcpy(gpt2_trainer_params(ft), aw0, sizeof(float) * np);
+            CHECK_OK(gpt2_trainer_forward_backward(at, tok, tgt, 1.0f, &la));
+            CHECK_OK(gpt2_trainer_forward_backward(ft, tok, tgt, 1.0f, &lf));
+            same += la == lf;
+            if (la != lf) fprintf(stderr, "bf16 weights, round %d: %.9g against %.9g\n", s, la, lf);
+            CHECK_OK(gpt2_trainer_update(at, 1e-2f, NULL));
+            memset(gpt2_trainer_grads(ft), 0, sizeof(float) * np);
+        }
+        CHECK(same == rounds);
+        gpt2_trainer_free(at);
+        gpt2_trainer_free(ft);
+        gpt2_model_free(am);
+        gpt2_model_free(fm);
+    }
+
     /* bad input */
     tok[3] = 23;
     CHECK(gpt2_trainer_forward_backward(tr, tok, tgt, 1.0f, &loss) == GPT2_ERR_ARG);
