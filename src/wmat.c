@@ -349,7 +349,8 @@ static pthread_once_t auto_once = PTHREAD_ONCE_INIT;
 static _Atomic(const gpt2__wmat_kernels *) forced_kernels;
 
 static void choose_kernels(void) {
-    const gpt2__wmat_kernels *k = gpt2__wmat_x86_kernels("avx512");
+    const gpt2__wmat_kernels *k = gpt2__wmat_x86_kernels("avx512bf16");
+    if (!k) k = gpt2__wmat_x86_kernels("avx512");
     if (!k) k = gpt2__wmat_x86_kernels("avx2");
     if (k) auto_kernels = k;
 }

@@ -31,8 +31,8 @@
  *   For Q8_0 and Q4_0, len must be a multiple of 32 (GPT2__QBLOCK).
  *
  * The kernels come in variants (portable C, AVX2+FMA+F16C, AVX-512
- * F/BW/VL with AVX512_BF16 where present), chosen once at run time from
- * the CPU; gpt2__wmat_force_isa lets tests run every variant the CPU has
+ * F/BW/VL, and that with AVX512_BF16's vdpbf16ps for BF16 rows), chosen
+ * once at run time from the CPU; gpt2__wmat_force_isa lets tests run every variant the CPU has
  * against the portable one.
  */
 #ifndef GPT2_WMAT_H
@@ -88,7 +88,8 @@ void gpt2__wmat_gemv(const gpt2__wmat *w, const float *x, const float *bias,
 void gpt2__wmat_matmul(float *out, const float *inp, const gpt2__wmat *w,
                        const float *bias, int M);
 
-/* The ISA of the kernels in use: "avx512", "avx2" or "portable". */
+/* The ISA of the kernels in use: "avx512bf16" (AVX-512 with BF16 rows by
+   vdpbf16ps), "avx512", "avx2" or "portable". */
 const char *gpt2__wmat_isa(void);
 /* Uses the named variant from now on (tests); false if this CPU cannot run
    it or the name is unknown. NULL goes back to the automatic choice. */
@@ -110,7 +111,7 @@ typedef struct {
     gpt2__wmat_deq_fn deq[5];             /* [gpt2_dtype] */
 } gpt2__wmat_kernels;
 
-/* The x86 variant named isa ("avx512", "avx2") if this build has it and
+/* The x86 variant named isa ("avx512bf16", "avx512", "avx2") if this build has it and
    this CPU can run it, else NULL (always NULL off x86-64). */
 const gpt2__wmat_kernels *gpt2__wmat_x86_kernels(const char *isa);
 

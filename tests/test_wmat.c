@@ -21,8 +21,8 @@
 
 #define QK GPT2__QBLOCK
 
-static const char *const isas[] = {"portable", "avx2", "avx512"};
-#define N_ISAS 3
+static const char *const isas[] = {"portable", "avx2", "avx512", "avx512bf16"};
+#define N_ISAS 4
 
 static const gpt2_dtype dtypes[] = {GPT2_DTYPE_F32, GPT2_DTYPE_F16,
                                     GPT2_DTYPE_BF16, GPT2_DTYPE_Q8_0,
@@ -571,8 +571,8 @@ static void test_gemv_matmul(void) {
 
 static void test_dispatch(void) {
     const char *auto_isa = gpt2__wmat_isa();
-    CHECK(strcmp(auto_isa, "avx512") == 0 || strcmp(auto_isa, "avx2") == 0 ||
-          strcmp(auto_isa, "portable") == 0);
+    CHECK(strcmp(auto_isa, "avx512bf16") == 0 || strcmp(auto_isa, "avx512") == 0 ||
+          strcmp(auto_isa, "avx2") == 0 || strcmp(auto_isa, "portable") == 0);
     CHECK(!gpt2__wmat_force_isa("sse9"));
     CHECK(strcmp(gpt2__wmat_isa(), auto_isa) == 0);
     CHECK(gpt2__wmat_force_isa("portable"));
