@@ -88,6 +88,10 @@ void gpt2__wmat_gemv(const gpt2__wmat *w, const float *x, const float *bias,
 void gpt2__wmat_matmul(float *out, const float *inp, const gpt2__wmat *w,
                        const float *bias, int M);
 
+/* dst[j * ldd + i] = src[i * lds + j], i < 16, j < 16, in the kernels'
+   ISA (tests). */
+void gpt2__wmat_transpose16(const float *src, size_t lds, float *dst, size_t ldd);
+
 /* The ISA of the kernels in use: "avx512bf16" (AVX-512 with BF16 rows by
    vdpbf16ps), "avx512", "avx2" or "portable". */
 const char *gpt2__wmat_isa(void);
@@ -104,11 +108,15 @@ typedef void (*gpt2__wmat_gemv_fn)(const gpt2__wmat *w, const float *x,
                                    float *y, int n0, int n1);
 /* dequantize_row for one format. */
 typedef void (*gpt2__wmat_deq_fn)(const void *row, size_t len, float *out);
+/* dst[j * ldd + i] = src[i * lds + j] for a 16 x 16 block of floats. */
+typedef void (*gpt2__wmat_t16_fn)(const float *src, size_t lds, float *dst,
+                                  size_t ldd);
 
 typedef struct {
     const char *name;                     /* as gpt2__wmat_isa() says */
     gpt2__wmat_gemv_fn gemv[5][2];        /* [gpt2_dtype][gpt2__layout] */
     gpt2__wmat_deq_fn deq[5];             /* [gpt2_dtype] */
+    gpt2__wmat_t16_fn transpose16;        /* prefill's conversion */
 } gpt2__wmat_kernels;
 
 /* The x86 variant named isa ("avx512bf16", "avx512", "avx2") if this build has it and

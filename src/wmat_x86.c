@@ -485,6 +485,35 @@ static void deq_f32_any(const void *row, size_t len, float *out) {
     memcpy(out, row, len * sizeof(float));
 }
 
+/* A 16 x 16 block of floats transposed in registers: pairs of rows
+   interleaved (unpack), then groups of 4 (shuffle), then 128-bit lanes
+   across groups of 8 and 16 (shuffle_f32x4). */
+static ISA512 void transpose16_512(const float *src, size_t lds, float *dst,
+                                   size_t ldd) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (size_t)i * lds);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) {
+        r[g] = _mm512_shuffle_ps(t[g], t[g + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0x88);
+            t[h + 4 + i] = _mm512_shuffle_f32x4(r[h + i], r[h + 4 + i], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+    }
+    for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (size_t)i * ldd, r[i]);
+}
+
 static const gpt2__wmat_kernels avx512_kernels = {
     .name = "avx512",
     .gemv = {
@@ -495,6 +524,7 @@ static const gpt2__wmat_kernels avx512_kernels = {
         [GPT2_DTYPE_Q4_0] = {NULL, out_q4_512},
     },
     .deq = {deq_f32_any, deq_f16_512, deq_bf16_512, deq_q8_512, deq_q4_512},
+    .transpose16 = transpose16_512,
 };
 
 /* AVX-512 with BF16 rows by vdpbf16ps, where the CPU has AVX512_BF16 */
@@ -508,6 +538,7 @@ static const gpt2__wmat_kernels avx512bf16_kernels = {
         [GPT2_DTYPE_Q4_0] = {NULL, out_q4_512},
     },
     .deq = {deq_f32_any, deq_f16_512, deq_bf16_512, deq_q8_512, deq_q4_512},
+    .transpose16 = transpose16_512,
 };
 
 /* ================================================================ AVX2 */

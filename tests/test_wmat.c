@@ -567,6 +567,28 @@ static void test_gemv_matmul(void) {
     gpt2_set_threads(2);
 }
 
+/* --------------------------------------------------------- transpose */
+
+/* The 16 x 16 transpose of prefill's conversion, in every variant, with
+   strides wider than the block: exact, and nothing outside it written */
+static void test_transpose16(void) {
+    enum { LDS = 21, LDD = 19 };
+    float src[16 * LDS], dst[16 * LDD];
+    for (int i = 0; i < 16 * LDS; i++) src[i] = (float)i;
+    for (int v = 0; v < N_ISAS; v++) {
+        if (!gpt2__wmat_force_isa(isas[v])) continue;
+        for (int i = 0; i < 16 * LDD; i++) dst[i] = -1.0f;
+        gpt2__wmat_transpose16(src, LDS, dst, LDD);
+        int bad = 0;
+        for (int i = 0; i < 16; i++)
+            for (int j = 0; j < LDD; j++)
+                bad += dst[i * LDD + j] != (j < 16 ? src[j * LDS + i] : -1.0f);
+        if (bad) fprintf(stderr, "transpose16 %s: %d wrong\n", isas[v], bad);
+        CHECK(bad == 0);
+    }
+    gpt2__wmat_force_isa(NULL);
+}
+
 /* --------------------------------------------------------- dispatch */
 
 static void test_dispatch(void) {
@@ -589,6 +611,7 @@ static void test_dispatch(void) {
 int main(void) {
     gpt2_set_threads(2);
     test_dispatch();
+    test_transpose16();
     test_sizes();
     test_16bit_decode();
     test_16bit_encode();
