@@ -329,6 +329,16 @@ static void gemv_in_portable(const gpt2__wmat *w, const float *x, float *y,
     }
 }
 
+/* Orders earlier non-temporal stores (the x86 transposes') before what
+   follows: sfence there (a locked instruction is not documented to drain
+   them on every x86), a full fence elsewhere. */
+static void store_fence(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_ia32_sfence();
+#endif
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
 static void transpose16_portable(const float *src, size_t lds, float *dst,
                                  size_t ldd) {
     for (int i = 0; i < 16; i++)
@@ -386,6 +396,7 @@ bool gpt2__wmat_force_isa(const char *isa) {
 void gpt2__wmat_transpose16(const float *src, size_t lds, float *dst, size_t ldd) {
     gpt2__wmat_t16_fn f = kernels()->transpose16;
     (f ? f : transpose16_portable)(src, lds, dst, ldd);
+    store_fence();
 }
 
 static gpt2__wmat_gemv_fn gemv_kernel(const gpt2__wmat *w) {
@@ -637,21 +648,28 @@ static float *whole_scratch(size_t floats) {
     return c->buf;
 }
 
+/* Row strides of the conversion's buffers are padded by a cache line:
+   rows a multiple of 4 KiB apart (K = 768 or 3072 floats) fall in the same
+   L1 sets, and the 16 rows a transpose reads or writes would evict each
+   other (the conversion ran 2-3x slower) */
+#define PAD_FLOATS 16
+
 /* Stored rows [r0, r0 + 16) of a BY_OUT matrix (fewer at the end) as
-   float32 columns of f, the (K, N) matrix: converted into tmp (16 rows of
-   K), then transposed 16 x 16 at a time */
+   float32 columns of f, the (K, N) matrix with rows ldf apart: converted
+   into tmp (16 rows, ldt apart), then transposed 16 x 16 at a time */
 static void columns_f32(const gpt2__wmat *w, gpt2__wmat_deq_fn deq,
-                        gpt2__wmat_t16_fn t16, int r0, float *tmp, float *f) {
+                        gpt2__wmat_t16_fn t16, int r0, float *tmp, size_t ldt,
+                        float *f, size_t ldf) {
     int K = w->K, N = w->N, nr = N - r0 < 16 ? N - r0 : 16;
     const uint8_t *base = w->data;
     for (int j = 0; j < nr; j++)
-        deq(base + (size_t)(r0 + j) * w->row_bytes, (size_t)K, tmp + (size_t)j * K);
+        deq(base + (size_t)(r0 + j) * w->row_bytes, (size_t)K, tmp + (size_t)j * ldt);
     int k = 0;
     if (nr == 16)
-        for (; k + 16 <= K; k += 16) t16(tmp + k, (size_t)K, f + (size_t)k * N + r0, (size_t)N);
+        for (; k + 16 <= K; k += 16) t16(tmp + k, ldt, f + (size_t)k * ldf + r0, ldf);
     for (; k < K; k++) {
-        float *o = f + (size_t)k * N + r0;
-        for (int j = 0; j < nr; j++) o[j] = tmp[(size_t)j * K + k];
+        float *o = f + (size_t)k * ldf + r0;
+        for (int j = 0; j < nr; j++) o[j] = tmp[(size_t)j * ldt + k];
     }
 }
 
@@ -661,7 +679,7 @@ static void columns_f32(const gpt2__wmat *w, gpt2__wmat_deq_fn deq,
    runs 10-25% faster on (K, N) than on its transpose (2 threads, Zen 5:
    fcproj 3072 x 768, 500 against 380 GFLOP/s). False without memory. */
 static bool matmul_whole(float *out, const float *inp, const gpt2__wmat *w, int M) {
-    size_t n = (size_t)w->K * w->N;
+    size_t ldf = (size_t)w->N + PAD_FLOATS, n = (size_t)w->K * ldf;
     if (n * sizeof(float) > WHOLE_MAX_BYTES) return false;
     float *f = whole_scratch(n);
     if (!f) return false;
@@ -674,22 +692,26 @@ static bool matmul_whole(float *out, const float *inp, const gpt2__wmat *w, int 
     if (w->layout == GPT2__BY_IN) {
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
         for (int k = 0; k < w->K; k++)
-            deq(base + (size_t)k * w->row_bytes, (size_t)w->N, f + (size_t)k * w->N);
+            deq(base + (size_t)k * w->row_bytes, (size_t)w->N, f + (size_t)k * ldf);
     } else {
         int blocks = (w->N + 15) / 16;
+        size_t ldt = (size_t)w->K + PAD_FLOATS;
 #pragma omp parallel if (n >= PARALLEL_MIN) reduction(&& : ok)
         {
-            float *tmp = malloc(sizeof(float) * 16 * (size_t)w->K);
+            float *tmp = malloc(sizeof(float) * 16 * ldt);
             ok = tmp != NULL;
 #pragma omp for schedule(static)
             for (int b = 0; b < blocks; b++)
-                if (tmp) columns_f32(w, deq, t16, b * 16, tmp, f);
+                if (tmp) columns_f32(w, deq, t16, b * 16, tmp, ldt, f, ldf);
+            /* the transposes' non-temporal stores, ordered before the
+               GEMM's threads read f */
+            store_fence();
             free(tmp);
         }
     }
     if (!ok) return false;
     gpt2__wmat p = {.type = GPT2_DTYPE_F32, .layout = GPT2__BY_IN, .K = w->K,
-                    .N = w->N, .data = f, .row_bytes = (size_t)w->N * sizeof(float)};
+                    .N = w->N, .data = f, .row_bytes = ldf * sizeof(float)};
     matmul_f32(out, (size_t)w->N, inp, &p, M);
     return true;
 }

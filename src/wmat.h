@@ -89,7 +89,7 @@ void gpt2__wmat_matmul(float *out, const float *inp, const gpt2__wmat *w,
                        const float *bias, int M);
 
 /* dst[j * ldd + i] = src[i * lds + j], i < 16, j < 16, in the kernels'
-   ISA (tests). */
+   ISA, fenced (tests). */
 void gpt2__wmat_transpose16(const float *src, size_t lds, float *dst, size_t ldd);
 
 /* The ISA of the kernels in use: "avx512bf16" (AVX-512 with BF16 rows by
@@ -108,7 +108,9 @@ typedef void (*gpt2__wmat_gemv_fn)(const gpt2__wmat *w, const float *x,
                                    float *y, int n0, int n1);
 /* dequantize_row for one format. */
 typedef void (*gpt2__wmat_deq_fn)(const void *row, size_t len, float *out);
-/* dst[j * ldd + i] = src[i * lds + j] for a 16 x 16 block of floats. */
+/* dst[j * ldd + i] = src[i * lds + j] for a 16 x 16 block of floats. It
+   may store with non-temporal stores: a memory fence must follow before
+   another thread reads dst. */
 typedef void (*gpt2__wmat_t16_fn)(const float *src, size_t lds, float *dst,
                                   size_t ldd);
 
