@@ -650,8 +650,9 @@ static float *whole_scratch(size_t floats) {
 
 /* Row strides of the conversion's buffers are padded by a cache line:
    rows a multiple of 4 KiB apart (K = 768 or 3072 floats) fall in the same
-   L1 sets, and the 16 rows a transpose reads or writes would evict each
-   other (the conversion ran 2-3x slower) */
+   cache sets, and the 16 rows a transpose reads or writes evict each
+   other (unpadded, a 512-token prefill with BF16 weights took 10% longer:
+   1880 against 2075 tokens/s on 2 Zen 5 cores) */
 #define PAD_FLOATS 16
 
 /* Stored rows [r0, r0 + 16) of a BY_OUT matrix (fewer at the end) as
