@@ -94,7 +94,8 @@ fi
 #   - the session's activations, sized once for a prefill chunk of
 #     min(n_ctx, PREFILL_CHUNK) tokens (src/session.c; 18 C + 4 floats a
 #     token for a block, C more for its input) and the logits (V floats);
-#   - prefill attention's scores, one head at a time: chunk x n_ctx floats;
+#   - prefill attention's scores, one head per thread (one thread here):
+#     chunk x n_ctx floats;
 #   - 8 MiB for everything else (oneDNN's packing buffers, about 3 MiB
 #     here; allocator slack).
 # A second copy of the weights or of the KV cache, or activations sized for

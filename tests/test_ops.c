@@ -195,7 +195,7 @@ int main(void) {
     test_attention(70, 256, 4); /* head size 64, as every GPT-2 */
     test_attention(35, 96, 2);  /* head size 48 */
     test_attention(17, 30, 3);  /* head size 10: no whole vectors */
-    test_attention(300, 128, 2); /* several blocks of query rows, a short last one */
+    test_attention(300, 128, 2); /* training: several blocks of query rows, a short last one */
     test_layernorm();
     test_gelu_and_loss();
     return CHECK_DONE();
