@@ -91,23 +91,30 @@ code="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quie
 How to read it:
 
 - Machine limits. Streaming read: a warm read pass (the widest loads the
-  CPU has, every thread reading its own contiguous part) over a buffer,
-  best of several passes; a buffer that fits a cache is read from it.
-  fp32 FMA peak: independent FMA chains in registers on every thread
-  (2 flops per lane per FMA). bf16: the same with vdpbf16ps (4 flops per
-  lane), when cpuid reports AVX512_BF16. AMX: tdpbf16ps on full tiles,
-  only when cpuid reports AMX-TILE and AMX-BF16. dnnl_sgemm: oneDNN's
-  fp32 GEMM on 2048^3 (only when gpt2c is built with oneDNN), against
-  the FMA peak.
+  CPU has, each line also prefetched 4 KiB ahead, every thread reading
+  its own contiguous part) over a buffer in transparent huge pages (as
+  gpt2c's own large blocks are), best of several passes; a buffer that
+  fits a cache is read from it. fp32 FMA peak: independent FMA chains in
+  registers on every thread (2 flops per lane per FMA). bf16: the same
+  with vdpbf16ps (4 flops per lane), when cpuid reports AVX512_BF16. AMX:
+  tdpbf16ps on full tiles, only when cpuid reports AMX-TILE and AMX-BF16.
+  dnnl_sgemm: oneDNN's fp32 GEMM on 2048^3 (only when gpt2c is built
+  with oneDNN), against the FMA peak.
 - Decode: batch 1, one `gpt2_session_step` at a time, median of 16 steps.
   "Context C": the session is prefilled so that each thread count's steps
   end at exactly C tokens (the thread counts run one after another, after
-  one untimed step each). Limit: one streaming read pass, measured with
-  the same threads over a buffer of exactly the bytes a step must read:
-  the weights as kept in memory (`gpt2_model_weight_bytes`) plus K and V
-  of every cached position (2 x n_layer x context x n_embd x 4 bytes, at
-  the steps' mean context). Small formats may fit the last-level cache;
-  the read pass over the same number of bytes then measures that cache.
+  one untimed step each). Limit: one streaming read pass (as above),
+  with the same threads, over exactly the bytes a step must read: the
+  weights as kept in memory (`gpt2_model_weight_bytes`) plus K and V of
+  every cached position (2 x n_layer x context x n_embd x 4 bytes, at the
+  steps' mean context). The steps run in 4 rounds, each followed by 8
+  read passes (the best kept), and the fraction is the median of the
+  rounds' ratios: this machine's memory bandwidth changes by up to 2x
+  from minute to minute, and each ratio compares steps and reads a moment
+  apart. Small formats may fit the last-level cache; the read pass over
+  the same number of bytes then measures that cache. F32 weights are read
+  where they are mapped from the file, mostly in 4 KiB pages; the read
+  pass is in huge pages, which read 2-10% faster here.
 - Peak RSS: the process's peak resident size (VmHWM, reset before each
   format) while loading the model as that format, decoding at both
   contexts and prefilling; limit: the weights as kept plus one session's
@@ -122,8 +129,8 @@ How to read it:
   (`gpt2_trainer_forward_backward` + `gpt2_trainer_update`), fp32, after
   one untimed step. FLOPs = 6 x parameters x B x T + 6 x n_layer x n_embd
   x T x B x T (causal attention, forward and backward); limit: the fp32
-  FMA peak with the same threads. The bf16 rows wait for the trainer's
-  dtype option.
+  FMA peak with the same threads, or for `--dtype bf16` the AVX512_BF16
+  peak (its matmuls' unit; the rest of the step stays fp32).
 - Tokenizer: `gpt2_tokenizer_encode`, the text cut at line starts into
   one piece per thread, the pieces encoded at once. No hardware limit;
   its scaling row says how it uses the threads.
