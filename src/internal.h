@@ -33,6 +33,10 @@ void *gpt2__calloc(size_t n, size_t size, const char *what);
 void *gpt2__malloc(size_t n, size_t size, const char *what);
 /* 64-byte aligned, for weights and activations; free with gpt2__free_aligned */
 void *gpt2__alloc_aligned(size_t bytes, const char *what);
+/* The same, in transparent huge pages where the kernel gives them (large
+   blocks read whole on every step: weights, the trainer's blocks); free
+   with gpt2__free_aligned */
+void *gpt2__alloc_huge(size_t bytes, const char *what);
 void gpt2__free_aligned(void *p);
 /* a*b and a+b into *out; false on overflow of size_t */
 bool gpt2__mul_ok(size_t a, size_t b, size_t *out);

@@ -150,7 +150,7 @@ gpt2_status gpt2__model_alloc(const gpt2_config *cfg, bool alloc_block,
             gpt2_model_free(m);
             return gpt2__fail(GPT2_ERR_NOMEM, "model: %zu parameters overflow", m->n_params);
         }
-        m->owned = gpt2__alloc_aligned(bytes, "model parameters");
+        m->owned = gpt2__alloc_huge(bytes, "model parameters");
         if (!m->owned) {
             gpt2_model_free(m);
             return GPT2_ERR_NOMEM;

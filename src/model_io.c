@@ -389,7 +389,7 @@ static gpt2_status bind_tensors(gpt2_model *m, const gpt2__st_tensor **src,
     if (need_f32) {
         /* canonical offsets in a block of all parameters: only the pages
            of the tensors converted here are ever touched */
-        m->owned = gpt2__alloc_aligned(m->n_params * sizeof(float), "model parameters");
+        m->owned = gpt2__alloc_huge(m->n_params * sizeof(float), "model parameters");
         if (!m->owned) return GPT2_ERR_NOMEM;
         for (int i = 0; i < m->n_tensors; i++) {
             if (m->tensor[i] || m->stored[i].data) continue;

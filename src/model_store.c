@@ -260,7 +260,7 @@ gpt2_status gpt2__model_convert(gpt2_model *m, gpt2_dtype dtype) {
         m->weight_dtype = dtype;
         return GPT2_OK;
     }
-    uint8_t *block = gpt2__alloc_aligned(total, "converted weights");
+    uint8_t *block = gpt2__alloc_huge(total, "converted weights");
     float *tmp = largest ? gpt2__malloc(largest, sizeof(float), "model_convert") : NULL;
     float *col = gpt2__malloc(longest_col, sizeof(float), "model_convert");
     gpt2__stored *next = gpt2__calloc((size_t)m->n_tensors, sizeof *next, "model_convert");

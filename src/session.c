@@ -25,6 +25,7 @@ struct gpt2_session {
     int *tokens;           /* (n_ctx) the window */
     int *pending;          /* (n_ctx) scratch for sliding */
     int slides;
+    float *kv;             /* the KV cache's block: */
     float *kcache, *vcache;/* (L, n_ctx, C) each */
     float *mem;            /* activations, below */
     float *x;              /* (chunk, C) residual stream in */
@@ -55,17 +56,24 @@ gpt2_status gpt2_session_new(const gpt2_model *m, const gpt2_session_options *op
     size_t C = (size_t)c->n_embd, ctx = (size_t)c->n_ctx;
     size_t kv = (size_t)c->n_layer * ctx * C;
     size_t act = gpt2__block_acts_size(c, 1, s->chunk, 0, false);
-    size_t total = 2 * kv + (size_t)s->chunk * C + act + C + (size_t)c->vocab_size;
+    size_t total = (size_t)s->chunk * C + act + C + (size_t)c->vocab_size;
     s->tokens = gpt2__calloc(ctx, sizeof(int), "session tokens");
     s->pending = gpt2__calloc(ctx, sizeof(int), "session tokens");
-    s->mem = gpt2__alloc_aligned(total * sizeof(float), "session KV cache");
-    if (!s->tokens || !s->pending || !s->mem) {
+    /* the KV cache in huge pages: decode's attention reads a head's 64
+       values from every cached row, a row of n_embd floats apart, and in
+       4 KiB pages that is a TLB miss every few rows (decode at context
+       1024 reached 74% (F16) and 58% (Q8_0) of the read pass, against 89%
+       and 81%). The activations, of which decode touches a row, stay in
+       small pages. */
+    s->kv = gpt2__alloc_huge(2 * kv * sizeof(float), "session KV cache");
+    s->mem = gpt2__alloc_aligned(total * sizeof(float), "session activations");
+    if (!s->tokens || !s->pending || !s->kv || !s->mem) {
         gpt2_session_free(s);
         return GPT2_ERR_NOMEM;
     }
+    s->kcache = s->kv;
+    s->vcache = s->kv + kv;
     float *p = s->mem;
-    s->kcache = p, p += kv;
-    s->vcache = p, p += kv;
     s->x = p, p += (size_t)s->chunk * C;
     gpt2__block_acts_bind(&s->act, p, c, 1, s->chunk, 0, false), p += act;
     s->lnf = p, p += C;
@@ -76,6 +84,7 @@ gpt2_status gpt2_session_new(const gpt2_model *m, const gpt2_session_options *op
 
 void gpt2_session_free(gpt2_session *s) {
     if (!s) return;
+    gpt2__free_aligned(s->kv);
     gpt2__free_aligned(s->mem);
     free(s->tokens);
     free(s->pending);

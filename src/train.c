@@ -83,7 +83,7 @@ static bool is_canonical_block(const gpt2_model *m) {
 
 static gpt2_status make_owned(gpt2_model *m) {
     if (is_canonical_block(m)) return GPT2_OK;
-    float *block = gpt2__alloc_aligned(m->n_params * sizeof(float), "model parameters");
+    float *block = gpt2__alloc_huge(m->n_params * sizeof(float), "model parameters");
     if (!block) return GPT2_ERR_NOMEM;
     for (int i = 0; i < m->n_tensors; i++) gpt2__tensor_f32(m, i, block + m->specs[i].offset);
     for (int i = 0; i < m->n_tensors; i++) m->tensor[i] = block + m->specs[i].offset;
@@ -138,20 +138,20 @@ gpt2_status gpt2_trainer_new(gpt2_model *m, const gpt2_train_params *params,
     tr->n_params = m->n_params;
     tr->params = m->owned;
     size_t np = m->n_params;
-    tr->grads = gpt2__alloc_aligned(np * sizeof(float), "gradients");
-    tr->adam_m = gpt2__alloc_aligned(np * sizeof(float), "AdamW m");
-    tr->adam_v = gpt2__alloc_aligned(np * sizeof(float), "AdamW v");
+    tr->grads = gpt2__alloc_huge(np * sizeof(float), "gradients");
+    tr->adam_m = gpt2__alloc_huge(np * sizeof(float), "AdamW m");
+    tr->adam_v = gpt2__alloc_huge(np * sizeof(float), "AdamW v");
     tr->act = gpt2__calloc((size_t)c->n_layer, sizeof *tr->act, "trainer activations");
     size_t rows = (size_t)tr->B * tr->T, C = (size_t)c->n_embd, V = (size_t)c->vocab_size;
     size_t per_layer = gpt2__block_acts_size(c, tr->B, tr->T, tr->T, true);
     size_t n_act = rows * C + per_layer * (size_t)c->n_layer + rows * C + 2 * rows +
                    rows * V + rows;
     size_t n_grad = rows * C + gpt2__block_acts_size(c, tr->B, tr->T, tr->T, false) + rows * C;
-    tr->act_mem = gpt2__alloc_aligned(n_act * sizeof(float), "trainer activations");
-    tr->grad_mem = gpt2__alloc_aligned(n_grad * sizeof(float), "trainer gradients");
+    tr->act_mem = gpt2__alloc_huge(n_act * sizeof(float), "trainer activations");
+    tr->grad_mem = gpt2__alloc_huge(n_grad * sizeof(float), "trainer gradients");
     tr->targets = gpt2__calloc(rows, sizeof(int), "trainer targets");
     bool bf16 = p.matmul_dtype == GPT2_DTYPE_BF16;
-    if (bf16) tr->params_bf16 = gpt2__alloc_aligned(np * sizeof(uint16_t), "bf16 weights");
+    if (bf16) tr->params_bf16 = gpt2__alloc_huge(np * sizeof(uint16_t), "bf16 weights");
     tr->bf16_stale = true;
     if (!tr->grads || !tr->adam_m || !tr->adam_v || !tr->act || !tr->act_mem ||
         !tr->grad_mem || !tr->targets || (bf16 && !tr->params_bf16)) {

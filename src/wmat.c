@@ -643,7 +643,7 @@ static float *whole_scratch(size_t floats) {
     }
     if (floats <= c->cap) return c->buf;
     gpt2__free_aligned(c->buf);
-    c->buf = gpt2__alloc_aligned(floats * sizeof(float), "matmul scratch");
+    c->buf = gpt2__alloc_huge(floats * sizeof(float), "matmul scratch");
     c->cap = c->buf ? floats : 0;
     return c->buf;
 }
