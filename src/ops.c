@@ -19,7 +19,6 @@
 #include <omp.h>
 #endif
 
-
 /* Work (multiply-adds or elements) below which a kernel stays on one
    thread: waking the team costs more than it saves, and with another
    process on the cores a spinning team can cost far more. */
@@ -178,6 +177,8 @@ static gpt2__gemm_prec prec(void) {
     return use_bf16 ? GPT2__PREC_BF16 : GPT2__PREC_F32;
 }
 
+/* The trainer's bf16 copy of its parameters (matmul_set_bf16_weights),
+   per thread like use_bf16 */
 static _Thread_local struct {
     const float *base;
     size_t n;

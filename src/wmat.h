@@ -82,9 +82,10 @@ void gpt2__wmat_gemv(const gpt2__wmat *w, const float *x, const float *bias,
                      float *y);
 
 /* out (M, N) = inp (M, K) @ W + bias (N, or NULL), for any M >= 1: M == 1
-   is gpt2__wmat_gemv; larger M goes to the GEMM library (F32 BY_IN
-   directly; other formats are converted to float32 in panels of outputs
-   into scratch memory owned by this file, then multiplied). Threaded. */
+   is gpt2__wmat_gemv; larger M goes to the GEMM library (F32 directly;
+   other formats are converted to float32 into the calling thread's
+   scratch, kept until the thread exits: the whole matrix, as (K, N), up
+   to 64 MiB, else in panels of outputs), then multiplied. Threaded. */
 void gpt2__wmat_matmul(float *out, const float *inp, const gpt2__wmat *w,
                        const float *bias, int M);
 
