@@ -124,6 +124,8 @@ typedef struct {
     size_t pack_cap;
     void *conv[2]; /* bf16 (or rounded f32) copies of A and B */
     size_t conv_cap[2];
+    void *operand; /* gpt2__gemm_operand_buffer's, in huge pages */
+    size_t operand_cap;
 #ifdef GPT2_USE_DNNL
     void *scratch; /* oneDNN's scratchpad (user-managed mode) */
     size_t scratch_cap;
@@ -143,6 +145,7 @@ static void ctx_free(void *p) {
     free(c->pack);
     free(c->conv[0]);
     free(c->conv[1]);
+    gpt2__free_aligned(c->operand);
 #ifdef GPT2_USE_DNNL
     free(c->scratch);
     for (int i = 0; i < PRIM_CACHE; i++)
@@ -168,6 +171,16 @@ static thread_ctx *ctx_get(void) {
         c = NULL;
     }
     return c;
+}
+
+void *gpt2__gemm_operand_buffer(size_t bytes) {
+    thread_ctx *c = ctx_get();
+    if (!c) return NULL;
+    if (bytes <= c->operand_cap && c->operand) return c->operand;
+    gpt2__free_aligned(c->operand);
+    c->operand = gpt2__alloc_huge(bytes ? bytes : 1, "matmul operand");
+    c->operand_cap = c->operand ? bytes : 0;
+    return c->operand;
 }
 
 void gpt2__gemm_thread_release(void) {

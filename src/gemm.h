@@ -102,6 +102,13 @@ void gpt2__gemm_ex(char ta, char tb, int M, int N, int K, float alpha,
    flushes subnormals to zero). */
 void gpt2__bf16_round_n(uint16_t *dst, const float *src, size_t n);
 
+/* The calling thread's buffer of at least `bytes` (64-byte aligned, in
+   huge pages when large), for an operand the caller converts before a
+   product (wmat.c: 16-bit or quantized weights as float32). Kept with the
+   thread's other buffers, so its contents last until the next call; NULL
+   without memory. */
+void *gpt2__gemm_operand_buffer(size_t bytes);
+
 /* Frees the calling thread's cached oneDNN primitives and buffers now
    (they are also freed when the thread exits). */
 void gpt2__gemm_thread_release(void);

@@ -214,6 +214,8 @@ const gpt2__gemm_kernel *gpt2__gemm_x86_bf16_kernel(void) {
     return available() ? &kernel : NULL;
 }
 
+bool gpt2__x86_has_avx512bf16(void) { return available(); }
+
 ISA static void round_avx512(uint16_t *dst, const float *src, size_t n) {
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
@@ -237,6 +239,8 @@ bool gpt2__bf16_round_x86(uint16_t *dst, const float *src, size_t n) {
 #else /* not x86-64 with GCC or Clang: the portable kernel only */
 
 const gpt2__gemm_kernel *gpt2__gemm_x86_bf16_kernel(void) { return NULL; }
+
+bool gpt2__x86_has_avx512bf16(void) { return false; }
 
 bool gpt2__bf16_round_x86(uint16_t *dst, const float *src, size_t n) {
     (void)dst, (void)src, (void)n;

@@ -364,6 +364,11 @@ gpt2_model *gpt2__trainer_model(gpt2_trainer *tr);
 int gpt2__threads(void);  /* the effective thread count (>= 1) */
 
 
+/* The CPU runs AVX-512 F/BW/VL with AVX512_BF16 (vdpbf16ps), and this
+   build has kernels for it (gemm_bf16_x86.c checks once, for every user:
+   the bf16 GEMM and wmat's BF16 rows). */
+bool gpt2__x86_has_avx512bf16(void);
+
 /* A hot loop compiled for AVX-512, AVX2 and plain x86-64, chosen at run
    time (GCC's target_clones; one binary runs everywhere). Off under
    clang and ASan, where the resolvers are not supported. */

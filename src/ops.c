@@ -581,17 +581,22 @@ static void attention_head_by_gemm(float *out_h, float *S, bool stored, int bloc
     }
 }
 
-/* Many query rows at once (prefill): per sequence and head, the scores
-   are matrix products, Q K^T, and the output others, P V. The (b, h)
-   pairs run in parallel, each on one thread with its own scores (the
-   GEMM library runs single-threaded inside the team): one fork and join
-   per layer instead of three per head, and products that size run well
-   on one core. false when the scores do not fit in memory (then the row
-   path runs). */
-static bool attention_by_gemm(float *out, const float *q, const float *k,
-                              const float *v, int B, int T, int Tk, int C,
-                              int NH, size_t q_stride, size_t q_bstride,
-                              size_t kv_stride, size_t kv_bstride) {
+/* Many query rows at once, by sequence and head: the scores are matrix
+   products, Q K^T, and the output others, P V. The (b, h) pairs run in
+   parallel, each on one thread (the GEMM library runs single-threaded
+   inside the team): one fork and join per layer instead of three per
+   head, and products that size run well on one core.
+   - att NULL (prefill): each thread's scores in scratch, the chunk in one
+     block of rows; false when the scratch cannot be had (then the row
+     path runs).
+   - att (training's forward, past = 0): the weights straight into att
+     (B, NH, T, Tk), kept for the backward, by blocks of ATT_ROW_BLOCK
+     rows. */
+static bool attention_by_gemm(float *out, float *att, const float *q,
+                              const float *k, const float *v, int B, int T,
+                              int Tk, int C, int NH, size_t q_stride,
+                              size_t q_bstride, size_t kv_stride,
+                              size_t kv_bstride) {
     int HS = C / NH;
 #ifdef _OPENMP
     int nt = omp_get_max_threads();
@@ -600,18 +605,19 @@ static bool attention_by_gemm(float *out, const float *q, const float *k,
 #endif
     if (nt > B * NH) nt = B * NH;
     size_t per = (size_t)T * Tk;
-    float *S = malloc(sizeof(float) * per * (size_t)nt);
-    if (!S) return false;
+    float *S = att ? NULL : malloc(sizeof(float) * per * (size_t)nt);
+    if (!att && !S) return false;
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nt)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
 #ifdef _OPENMP
-            float *Sh = S + per * (size_t)omp_get_thread_num();
+            int tid = omp_get_thread_num();
 #else
-            float *Sh = S;
+            int tid = 0;
 #endif
-            attention_head_by_gemm(out + (size_t)b * T * C + h * HS, Sh, false, T,
-                                   q + b * q_bstride + h * HS,
+            float *Sh = att ? att + ((size_t)b * NH + h) * per : S + per * (size_t)tid;
+            attention_head_by_gemm(out + (size_t)b * T * C + h * HS, Sh, att != NULL,
+                                   att ? ATT_ROW_BLOCK : T, q + b * q_bstride + h * HS,
                                    k + b * kv_bstride + h * HS,
                                    v + b * kv_bstride + h * HS, T, Tk, HS, C,
                                    q_stride, kv_stride);
@@ -620,30 +626,8 @@ static bool attention_by_gemm(float *out, const float *q, const float *k,
     return true;
 }
 
-/* Rows per sequence from which prefill's attention goes by GEMM. */
+/* Rows per sequence from which attention goes by GEMM. */
 #define ATTENTION_GEMM_ROWS 16
-
-/* Training's forward (past = 0, weights kept): per sequence and head,
-   att = softmax(mask(scale Q K^T)) straight into att (T, T), then
-   out_h = att V; the (b, h) pairs run in parallel, each product on one
-   thread. */
-static void attention_stored_by_gemm(float *out, float *att, const float *q,
-                                     const float *k, const float *v, int B,
-                                     int T, int C, int NH, size_t q_stride,
-                                     size_t q_bstride, size_t kv_stride,
-                                     size_t kv_bstride) {
-    int HS = C / NH;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++)
-            attention_head_by_gemm(out + (size_t)b * T * C + h * HS,
-                                   att + ((size_t)b * NH + h) * T * T, true,
-                                   ATT_ROW_BLOCK,
-                                   q + b * q_bstride + h * HS,
-                                   k + b * kv_bstride + h * HS,
-                                   v + b * kv_bstride + h * HS, T, T, HS, C,
-                                   q_stride, kv_stride);
-}
 
 void attention_forward(float *out, float *att, const float *q,
                        const float *k, const float *v, int B, int T, int Tk,
@@ -654,7 +638,7 @@ void attention_forward(float *out, float *att, const float *q,
     float scale = 1.0f / sqrtf((float)HS);
     size_t work = (size_t)B * T * NH * Tk * HS;
     if (!att && T >= ATTENTION_GEMM_ROWS &&
-        attention_by_gemm(out, q, k, v, B, T, Tk, C, NH, q_stride, q_bstride,
+        attention_by_gemm(out, NULL, q, k, v, B, T, Tk, C, NH, q_stride, q_bstride,
                           kv_stride, kv_bstride))
         return;
     if (!att) {
@@ -668,8 +652,8 @@ void attention_forward(float *out, float *att, const float *q,
         return;
     }
     if (past == 0 && T >= ATTENTION_GEMM_ROWS) {
-        attention_stored_by_gemm(out, att, q, k, v, B, T, C, NH, q_stride,
-                                 q_bstride, kv_stride, kv_bstride);
+        attention_by_gemm(out, att, q, k, v, B, T, Tk, C, NH, q_stride, q_bstride,
+                          kv_stride, kv_bstride);
         return;
     }
 #pragma omp parallel for collapse(3) schedule(dynamic, 4) if (work >= PARALLEL_MIN)

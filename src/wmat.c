@@ -608,46 +608,6 @@ static void matmul_panels(float *out, const float *inp, const gpt2__wmat *w,
    multiplied by one threaded GEMM call */
 #define WHOLE_MAX_BYTES ((size_t)64 << 20)
 
-/* The calling thread's float32 copy of the last matrix converted whole,
-   kept between calls (prefill converts every layer's matrices in turn,
-   all of the same few sizes) and freed when the thread exits */
-typedef struct {
-    float *buf;
-    size_t cap; /* floats */
-} whole_ctx;
-
-static pthread_key_t whole_key;
-static bool whole_key_ok;
-static pthread_once_t whole_once = PTHREAD_ONCE_INIT;
-
-static void whole_free(void *p) {
-    whole_ctx *c = p;
-    if (c) gpt2__free_aligned(c->buf);
-    free(c);
-}
-
-static void whole_key_make(void) {
-    whole_key_ok = pthread_key_create(&whole_key, whole_free) == 0;
-}
-
-static float *whole_scratch(size_t floats) {
-    pthread_once(&whole_once, whole_key_make);
-    if (!whole_key_ok) return NULL;
-    whole_ctx *c = pthread_getspecific(whole_key);
-    if (!c) {
-        c = calloc(1, sizeof *c);
-        if (!c || pthread_setspecific(whole_key, c) != 0) {
-            free(c);
-            return NULL;
-        }
-    }
-    if (floats <= c->cap) return c->buf;
-    gpt2__free_aligned(c->buf);
-    c->buf = gpt2__alloc_huge(floats * sizeof(float), "matmul scratch");
-    c->cap = c->buf ? floats : 0;
-    return c->buf;
-}
-
 /* Row strides of the conversion's buffers are padded by a cache line:
    rows a multiple of 4 KiB apart (K = 768 or 3072 floats) fall in the same
    cache sets, and the 16 rows a transpose reads or writes evict each
@@ -682,7 +642,9 @@ static void columns_f32(const gpt2__wmat *w, gpt2__wmat_deq_fn deq,
 static bool matmul_whole(float *out, const float *inp, const gpt2__wmat *w, int M) {
     size_t ldf = (size_t)w->N + PAD_FLOATS, n = (size_t)w->K * ldf;
     if (n * sizeof(float) > WHOLE_MAX_BYTES) return false;
-    float *f = whole_scratch(n);
+    /* the thread's buffer, kept between calls: prefill converts every
+       layer's matrices in turn, all of the same few sizes */
+    float *f = gpt2__gemm_operand_buffer(n * sizeof(float));
     if (!f) return false;
     gpt2__wmat_deq_fn deq = kernels()->deq[w->type];
     if (!deq) deq = portable_kernels.deq[w->type];

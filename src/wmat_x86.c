@@ -850,10 +850,8 @@ static bool cpu_has_avx512(void) {
            __builtin_cpu_supports("avx512vl");
 }
 
-/* AVX512_BF16: CPUID leaf 7 subleaf 1, EAX bit 5 */
 static bool cpu_has_avx512bf16(void) {
-    unsigned a, b, c, d;
-    return cpu_has_avx512() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+    return cpu_has_avx512() && gpt2__x86_has_avx512bf16();
 }
 
 const gpt2__wmat_kernels *gpt2__wmat_x86_kernels(const char *isa) {
