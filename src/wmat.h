@@ -115,9 +115,17 @@ typedef void (*gpt2__wmat_deq_fn)(const void *row, size_t len, float *out);
 typedef void (*gpt2__wmat_t16_fn)(const float *src, size_t lds, float *dst,
                                   size_t ldd);
 
+/* BY_IN (F32, F16, BF16), one stored row after another: y[n0..n1) =
+   x[k0..k1) @ W[k0..k1, n0..n1). Each y[n] is one chain of multiply-adds
+   in k order, whatever n0 and n1. Decode's threaded GEMV gives each
+   thread a run of whole rows (gpt2__wmat_gemv). */
+typedef void (*gpt2__wmat_rows_fn)(const gpt2__wmat *w, const float *x,
+                                   float *y, int k0, int k1, int n0, int n1);
+
 typedef struct {
     const char *name;                     /* as gpt2__wmat_isa() says */
     gpt2__wmat_gemv_fn gemv[5][2];        /* [gpt2_dtype][gpt2__layout] */
+    gpt2__wmat_rows_fn in_rows[3];        /* [F32, F16, BF16] */
     gpt2__wmat_deq_fn deq[5];             /* [gpt2_dtype] */
     gpt2__wmat_t16_fn transpose16;        /* prefill's conversion */
 } gpt2__wmat_kernels;

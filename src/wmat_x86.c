@@ -166,6 +166,36 @@ INLINE ISA512 void gemv_in_512(gpt2_dtype t, const gpt2__wmat *w,
     }
 }
 
+/* BY_IN, one row after another (gpt2__wmat_rows_fn): y[n0..n1) in L1,
+   each row's slice added into it times x[k], prefetched PF_ROW ahead;
+   whole rows (two threads) are one sequential stream. */
+INLINE ISA512 void in_rows_512(gpt2_dtype t, const gpt2__wmat *w,
+                               const float *x, float *y, int k0, int k1,
+                               int n0, int n1) {
+    size_t es = elem_size(t);
+    int nc = n1 - n0;
+    float *yo = y + n0;
+    memset(yo, 0, (size_t)nc * sizeof(float));
+    for (int k = k0; k < k1; k++) {
+        const uint8_t *p = (const uint8_t *)w->data + (size_t)k * w->row_bytes + (size_t)n0 * es;
+        __m512 xv = _mm512_set1_ps(x[k]);
+        int j = 0;
+        for (; j + 64 <= nc; j += 64) {
+            for (size_t b = 0; b < 64 * es; b += 64)
+                _mm_prefetch((const char *)p + j * es + b + PF_ROW, _MM_HINT_T0);
+#pragma GCC unroll 4
+            for (int v = 0; v < 64; v += 16)
+                _mm512_storeu_ps(yo + j + v, _mm512_fmadd_ps(load16(t, p, (size_t)(j + v)), xv,
+                                                             _mm512_loadu_ps(yo + j + v)));
+        }
+        for (; j < nc; j += 16) {
+            __mmask16 m = low_mask16(nc - j);
+            _mm512_mask_storeu_ps(yo + j, m, _mm512_fmadd_ps(load16_mask(t, p, (size_t)j, m), xv,
+                                                             _mm512_maskz_loadu_ps(m, yo + j)));
+        }
+    }
+}
+
 /* y[0..R) = dot(rows r of K values, x), rows rb bytes apart */
 INLINE ISA512 void out_rows_512(gpt2_dtype t, int R, const uint8_t *row,
                                 size_t rb, const float *x, int K, float *y) {
@@ -434,6 +464,9 @@ static ISABF16 void out_bf16_dp(const gpt2__wmat *w, const float *x, float *y,
 static ISA512 void in_f32_512(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_in_512(F32, w, x, y, a, b); }
 static ISA512 void in_f16_512(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_in_512(F16, w, x, y, a, b); }
 static ISA512 void in_bf16_512(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_in_512(BF16, w, x, y, a, b); }
+static ISA512 void rows_f32_512(const gpt2__wmat *w, const float *x, float *y, int k0, int k1, int n0, int n1) { in_rows_512(F32, w, x, y, k0, k1, n0, n1); }
+static ISA512 void rows_f16_512(const gpt2__wmat *w, const float *x, float *y, int k0, int k1, int n0, int n1) { in_rows_512(F16, w, x, y, k0, k1, n0, n1); }
+static ISA512 void rows_bf16_512(const gpt2__wmat *w, const float *x, float *y, int k0, int k1, int n0, int n1) { in_rows_512(BF16, w, x, y, k0, k1, n0, n1); }
 static ISA512 void out_f32_512(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_out_512(F32, w, x, y, a, b); }
 static ISA512 void out_f16_512(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_out16_512(F16, w, x, y, a, b); }
 static ISA512 void out_bf16_512(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_out16_512(BF16, w, x, y, a, b); }
@@ -530,6 +563,7 @@ static const gpt2__wmat_kernels avx512_kernels = {
         [GPT2_DTYPE_Q8_0] = {NULL, out_q8_512},
         [GPT2_DTYPE_Q4_0] = {NULL, out_q4_512},
     },
+    .in_rows = {rows_f32_512, rows_f16_512, rows_bf16_512},
     .deq = {deq_f32_any, deq_f16_512, deq_bf16_512, deq_q8_512, deq_q4_512},
     .transpose16 = transpose16_512,
 };
@@ -544,6 +578,7 @@ static const gpt2__wmat_kernels avx512bf16_kernels = {
         [GPT2_DTYPE_Q8_0] = {NULL, out_q8_512},
         [GPT2_DTYPE_Q4_0] = {NULL, out_q4_512},
     },
+    .in_rows = {rows_f32_512, rows_f16_512, rows_bf16_512},
     .deq = {deq_f32_any, deq_f16_512, deq_bf16_512, deq_q8_512, deq_q4_512},
     .transpose16 = transpose16_512,
 };
@@ -597,6 +632,32 @@ INLINE ISA256 void in_pass_256(gpt2_dtype t, int R, const uint8_t *col,
     }
     for (; j < nc; j++)
         for (int r = 0; r < R; r++) yo[j] += xk[r] * load1(t, col + r * rb, (size_t)j);
+}
+
+INLINE ISA256 void in_rows_256(gpt2_dtype t, const gpt2__wmat *w,
+                               const float *x, float *y, int k0, int k1,
+                               int n0, int n1) {
+    size_t es = elem_size(t);
+    int nc = n1 - n0;
+    float *yo = y + n0;
+    memset(yo, 0, (size_t)nc * sizeof(float));
+    for (int k = k0; k < k1; k++) {
+        const uint8_t *p = (const uint8_t *)w->data + (size_t)k * w->row_bytes + (size_t)n0 * es;
+        __m256 xv = _mm256_set1_ps(x[k]);
+        int j = 0;
+        for (; j + 32 <= nc; j += 32) {
+            for (size_t b = 0; b < 32 * es; b += 64)
+                _mm_prefetch((const char *)p + j * es + b + PF_ROW, _MM_HINT_T0);
+#pragma GCC unroll 4
+            for (int v = 0; v < 32; v += 8)
+                _mm256_storeu_ps(yo + j + v, _mm256_fmadd_ps(load8(t, p, (size_t)(j + v)), xv,
+                                                             _mm256_loadu_ps(yo + j + v)));
+        }
+        for (; j + 8 <= nc; j += 8)
+            _mm256_storeu_ps(yo + j, _mm256_fmadd_ps(load8(t, p, (size_t)j), xv,
+                                                     _mm256_loadu_ps(yo + j)));
+        for (; j < nc; j++) yo[j] += x[k] * load1(t, p, (size_t)j);
+    }
 }
 
 INLINE ISA256 void gemv_in_256(gpt2_dtype t, const gpt2__wmat *w,
@@ -771,6 +832,9 @@ INLINE ISA256 void gemv_q_256(gpt2_dtype t, const gpt2__wmat *w,
 static ISA256 void in_f32_256(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_in_256(F32, w, x, y, a, b); }
 static ISA256 void in_f16_256(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_in_256(F16, w, x, y, a, b); }
 static ISA256 void in_bf16_256(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_in_256(BF16, w, x, y, a, b); }
+static ISA256 void rows_f32_256(const gpt2__wmat *w, const float *x, float *y, int k0, int k1, int n0, int n1) { in_rows_256(F32, w, x, y, k0, k1, n0, n1); }
+static ISA256 void rows_f16_256(const gpt2__wmat *w, const float *x, float *y, int k0, int k1, int n0, int n1) { in_rows_256(F16, w, x, y, k0, k1, n0, n1); }
+static ISA256 void rows_bf16_256(const gpt2__wmat *w, const float *x, float *y, int k0, int k1, int n0, int n1) { in_rows_256(BF16, w, x, y, k0, k1, n0, n1); }
 static ISA256 void out_f32_256(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_out_256(F32, w, x, y, a, b); }
 static ISA256 void out_f16_256(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_out_256(F16, w, x, y, a, b); }
 static ISA256 void out_bf16_256(const gpt2__wmat *w, const float *x, float *y, int a, int b) { gemv_out_256(BF16, w, x, y, a, b); }
@@ -826,6 +890,7 @@ static const gpt2__wmat_kernels avx2_kernels = {
         [GPT2_DTYPE_Q8_0] = {NULL, out_q8_256},
         [GPT2_DTYPE_Q4_0] = {NULL, out_q4_256},
     },
+    .in_rows = {rows_f32_256, rows_f16_256, rows_bf16_256},
     .deq = {deq_f32_any, deq_f16_256, deq_bf16_256, deq_q8_256, deq_q4_256},
 };
 

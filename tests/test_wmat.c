@@ -511,6 +511,44 @@ static void test_gemv_large(void) {
     gpt2__wmat_force_isa(NULL);
 }
 
+/* Decode's BY_IN GEMV (rows by halves) gives the same bits with 1 to 4
+   threads, in every variant; and a matrix wider than the halves' limit
+   (split by outputs instead) is right too. */
+static void test_gemv_threads(void) {
+    struct { int K, N; } shapes[] = {{300, 1000}, {24, 8200}};
+    for (int s = 0; s < 2; s++)
+        for (int t = 0; t < N_DTYPES; t++) {
+            if (is_quant(dtypes[t])) continue;
+            int K = shapes[s].K, N = shapes[s].N;
+            test_mat m = make_mat(dtypes[t], GPT2__BY_IN, K, N);
+            float *x = malloc(sizeof(float) * K), *bias = malloc(sizeof(float) * N);
+            float *y1 = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
+            double *ref = malloc(sizeof(double) * N), *mag = malloc(sizeof(double) * N);
+            for (int k = 0; k < K; k++) x[k] = rnd_sym();
+            for (int n = 0; n < N; n++) bias[n] = rnd_sym();
+            ref_gemv(&m, x, bias, ref, mag);
+            for (int v = 0; v < N_ISAS; v++) {
+                if (!gpt2__wmat_force_isa(isas[v])) continue;
+                gpt2_set_threads(1);
+                gpt2__wmat_gemv(&m.w, x, bias, y1);
+                CHECK(count_off(y1, ref, mag, 0, N, 1e-5, "gemv BY_IN 1 thread") == 0);
+                for (int th = 2; th <= 4; th++) {
+                    gpt2_set_threads(th);
+                    gpt2__wmat_gemv(&m.w, x, bias, y);
+                    int differ = memcmp(y, y1, sizeof(float) * N) != 0;
+                    if (differ)
+                        fprintf(stderr, "gemv BY_IN %s %s K %d N %d: %d threads differ from 1\n",
+                                dtype_names[t], isas[v], K, N, th);
+                    CHECK(!differ);
+                }
+            }
+            free(x), free(bias), free(y1), free(y), free(ref), free(mag);
+            free_mat(&m);
+        }
+    gpt2__wmat_force_isa(NULL);
+    gpt2_set_threads(2);
+}
+
 /* gemv (threaded, with bias, and without) and matmul for several M of
    one matrix, in every variant, against the reference. Returns the
    failures. */
@@ -612,6 +650,7 @@ int main(void) {
     gpt2_set_threads(2);
     test_dispatch();
     test_transpose16();
+    test_gemv_threads();
     test_sizes();
     test_16bit_decode();
     test_16bit_encode();
