@@ -4,7 +4,9 @@
    variants are in wmat_x86.c. */
 #include "wmat.h"
 
+#include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -343,6 +345,27 @@ static void in_rows_portable(const gpt2__wmat *w, const float *x, float *y,
     }
 }
 
+/* gpt2__wmat_xquant_fn */
+static void xquant_portable(const float *x, int K, int8_t *q, float *d) {
+    for (int b = 0; b < K / QK; b++) {
+        const float *xb = x + b * QK;
+        float amax = 0.0f;
+        bool finite = true;
+        for (int i = 0; i < QK; i++) {
+            float a = fabsf(xb[i]);
+            finite = finite && a <= FLT_MAX;
+            amax = a > amax ? a : amax;
+        }
+        float inv = finite && amax > 0.0f ? 127.0f / amax : 0.0f;
+        d[b] = finite ? amax / 127.0f : NAN;
+        for (int i = 0; i < QK; i++) {
+            float v = finite ? xb[i] * inv : 0.0f;
+            v = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
+            q[b * QK + i] = (int8_t)nearbyintf(v);
+        }
+    }
+}
+
 /* Orders earlier non-temporal stores (the x86 transposes') before what
    follows: sfence there (a locked instruction is not documented to drain
    them on every x86), a full fence elsewhere. */
@@ -369,6 +392,7 @@ static const gpt2__wmat_kernels portable_kernels = {
         [GPT2_DTYPE_Q4_0] = {NULL, gemv_out_portable},
     },
     .in_rows = {in_rows_portable, in_rows_portable, in_rows_portable},
+    .xquant = xquant_portable,
     .deq = {deq_f32, deq_f16, deq_bf16, deq_q8, deq_q4},
     .transpose16 = transpose16_portable,
 };
@@ -382,6 +406,7 @@ static _Atomic(const gpt2__wmat_kernels *) forced_kernels;
 
 static void choose_kernels(void) {
     const gpt2__wmat_kernels *k = gpt2__wmat_x86_kernels("avx512bf16");
+    if (!k) k = gpt2__wmat_x86_kernels("avx512vnni");
     if (!k) k = gpt2__wmat_x86_kernels("avx512");
     if (!k) k = gpt2__wmat_x86_kernels("avx2");
     if (k) auto_kernels = k;
@@ -406,6 +431,12 @@ bool gpt2__wmat_force_isa(const char *isa) {
         return false;
     atomic_store(&forced_kernels, k);
     return true;
+}
+
+void gpt2__wmat_quantize_x(const float *x, int K, int8_t *q, float *d) {
+    GPT2_ASSERT(K >= 0 && K % QK == 0);
+    gpt2__wmat_xquant_fn f = kernels()->xquant;
+    (f ? f : xquant_portable)(x, K, q, d);
 }
 
 void gpt2__wmat_transpose16(const float *src, size_t lds, float *dst, size_t ldd) {
@@ -480,6 +511,8 @@ typedef struct {
     const float *x, *bias;
     float *y;
     int unit;
+    gpt2__wmat_qgemv_fn qf; /* with xq: Q8_0/Q4_0 by int8 products */
+    const gpt2__xq *xq;
 } gemv_job;
 
 static void gemv_chunk(void *ctx, int i, int n) {
@@ -487,7 +520,10 @@ static void gemv_chunk(void *ctx, int i, int n) {
     int n0, n1;
     split_range(j->w->N, j->unit, i, n, &n0, &n1);
     if (n0 >= n1) return;
-    j->f(j->w, j->x, j->y, n0, n1);
+    if (j->qf)
+        j->qf(j->w, j->xq, j->y, n0, n1);
+    else
+        j->f(j->w, j->x, j->y, n0, n1);
     if (j->bias)
         for (int o = n0; o < n1; o++) j->y[o] += j->bias[o];
 }
@@ -560,6 +596,76 @@ static void gemv_halves(const gpt2__wmat *w, const float *x, const float *bias,
     }
 }
 
+/* ---- x quantized for Q8_0 and Q4_0 rows (gpt2__xq) */
+
+/* K rounded up to whole groups of 4 blocks */
+static size_t xq_padded(int K) { return ((size_t)K + 127) / 128 * 128; }
+
+/* Bytes of an xq buffer for K: q, q4, c8, c4, d, xf, each 64-aligned */
+static size_t xq_bytes(int K) {
+    size_t kp = xq_padded(K);
+    return kp + kp + kp + kp / 2 + (kp / QK + 16) * 4 + kp * 4 + 6 * 64;
+}
+
+static void *xq_take(unsigned char **p, size_t bytes) {
+    void *r = *p;
+    *p += (bytes + 63) / 64 * 64;
+    return r;
+}
+
+/* Fills *xq from x in buf (xq_bytes(K), 64-aligned): what kernels of
+   format t need, ints (the int8 kernels) or floats */
+static void xq_make(gpt2__xq *xq, const float *x, int K, gpt2_dtype t,
+                    bool ints, unsigned char *buf) {
+    size_t kp = xq_padded(K), nd = (kp / QK + 15) / 16 * 16;
+    int8_t *q = xq_take(&buf, kp), *q4 = xq_take(&buf, kp);
+    int32_t *c8 = xq_take(&buf, kp), *c4 = xq_take(&buf, kp / 2);
+    float *d = xq_take(&buf, nd * 4), *xf = xq_take(&buf, kp * 4);
+    gpt2__wmat_quantize_x(x, K, q, d);
+    memset(q + K, 0, kp - (size_t)K);
+    for (size_t b = (size_t)K / QK; b < nd; b++) d[b] = 0.0f;
+    *xq = (gpt2__xq){q, d, q4, c8, c4, xf};
+    if (!ints) {
+        for (int i = 0; i < K; i++) xf[i] = d[i / QK] * (float)q[i];
+    } else if (t == GPT2_DTYPE_Q8_0) {
+        for (size_t g = 0; g < kp / 4; g++)
+            c8[g] = -128 * (q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3]);
+    } else {
+        for (size_t g = 0; g < kp; g += 128)     /* 4 blocks */
+            for (size_t h = 0; h < 2; h++)       /* first, last 16 */
+                for (size_t b = 0; b < 4; b++)
+                    memcpy(q4 + g + 64 * h + 16 * b, q + g + 32 * b + 16 * h, 16);
+        for (size_t l = 0; l < kp / 8; l++) {
+            const int8_t *lo = q4 + l / 16 * 128 + l % 16 * 4, *hi = lo + 64;
+            c4[l] = -8 * (lo[0] + lo[1] + lo[2] + lo[3] + hi[0] + hi[1] + hi[2] + hi[3]);
+        }
+    }
+}
+
+/* Inputs up to this many make their xq on the stack (24 KiB); more (GPT-2
+   medium and larger), on the heap. */
+#define XQ_STACK_K 3072
+
+static void gemv_quantized(gemv_job *j, int chunks) {
+    int K = j->w->K;
+    _Alignas(64) unsigned char stack[XQ_STACK_K * 8];
+    _Static_assert(sizeof stack >= 6 * 64 + XQ_STACK_K * 15 / 2 + 4 * (XQ_STACK_K / QK + 16),
+                   "xq_bytes(XQ_STACK_K) fits");
+    unsigned char *heap = NULL, *buf = stack;
+    if (xq_padded(K) > XQ_STACK_K) {
+        heap = gpt2__alloc_aligned(xq_bytes(K), "quantized x");
+        buf = heap;
+    }
+    gpt2__xq xq;
+    if (buf) { /* without memory: x as it is, in float32 */
+        gpt2__wmat_qgemv_fn qf = kernels()->qgemv[j->w->type - GPT2_DTYPE_Q8_0];
+        xq_make(&xq, j->x, K, j->w->type, qf != NULL, buf);
+        j->qf = qf, j->xq = &xq, j->x = xq.xf;
+    }
+    gpt2__pool_run(gemv_chunk, j, chunks);
+    gpt2__free_aligned(heap);
+}
+
 void gpt2__wmat_gemv(const gpt2__wmat *w, const float *x, const float *bias,
                      float *y) {
     if (w->layout == GPT2__BY_IN && w->N <= HALVES_MAX_N) {
@@ -567,14 +673,17 @@ void gpt2__wmat_gemv(const gpt2__wmat *w, const float *x, const float *bias,
         gemv_halves(w, x, bias, y);
         return;
     }
-    gemv_job j = {w, gemv_kernel(w), x, bias, y, split_unit(w)};
+    gemv_job j = {w, gemv_kernel(w), x, bias, y, split_unit(w), NULL, NULL};
     int chunks = 1;
     if ((size_t)w->K * w->N >= PARALLEL_MIN) {
         int most = (w->N + j.unit - 1) / j.unit; /* one unit each at least */
         chunks = gpt2__pool_threads() * GEMV_CHUNKS_PER_THREAD;
         if (chunks > most) chunks = most;
     }
-    gpt2__pool_run(gemv_chunk, &j, chunks);
+    if (is_quant(w->type))
+        gemv_quantized(&j, chunks);
+    else
+        gpt2__pool_run(gemv_chunk, &j, chunks);
 }
 
 /* -------------------------------------------------------------- matmul */

@@ -75,9 +75,18 @@ void gpt2__dequantize_row(gpt2_dtype t, const void *row, size_t len,
 void gpt2__wmat_gemv_range(const gpt2__wmat *w, const float *x, float *y,
                            int n0, int n1);
 
-/* The same over all outputs, threaded (OpenMP team of gpt2 threads, one
-   thread when the matrix is small); y (N) = x @ W + bias (bias may be
-   NULL). */
+/* The same over all outputs, threaded (the decode pool, one thread when
+   the matrix is small); y (N) = x @ W + bias (bias may be NULL).
+
+   Q8_0 and Q4_0 rows: x is first quantized to int8 in blocks of 32
+   (gpt2__xq: d = max|x| / 127 per block, as float32), and the products
+   are taken in integers, as ggml does: an int8 row is then read with
+   one instruction per 64 weights (AVX512_VNNI) instead of widening every
+   weight to float32, which is what keeps the small formats at the speed
+   of memory when memory is fast. Every kernel variant sees the same
+   quantized x (without int8 products they multiply d * q in float32), so
+   they agree to float32 rounding. Batches (gpt2__wmat_matmul) and
+   gpt2__wmat_gemv_range keep x in float32. */
 void gpt2__wmat_gemv(const gpt2__wmat *w, const float *x, const float *bias,
                      float *y);
 
@@ -88,6 +97,10 @@ void gpt2__wmat_gemv(const gpt2__wmat *w, const float *x, const float *bias,
    to 64 MiB, else in panels of outputs), then multiplied. Threaded. */
 void gpt2__wmat_matmul(float *out, const float *inp, const gpt2__wmat *w,
                        const float *bias, int M);
+
+/* x (K, a multiple of 32) quantized as decode's GEMV does for Q8_0 and
+   Q4_0 rows (gpt2__wmat_xquant_fn), in the kernels' ISA (tests). */
+void gpt2__wmat_quantize_x(const float *x, int K, int8_t *q, float *d);
 
 /* dst[j * ldd + i] = src[i * lds + j], i < 16, j < 16, in the kernels'
    ISA, fenced (tests). */
@@ -115,6 +128,39 @@ typedef void (*gpt2__wmat_deq_fn)(const void *row, size_t len, float *out);
 typedef void (*gpt2__wmat_t16_fn)(const float *src, size_t lds, float *dst,
                                   size_t ldd);
 
+/* x quantized to int8 for decode's products with Q8_0 and Q4_0 rows, in
+   blocks of 32 (x ~= d[b] * q[32 b + i]), with what the int8 kernels
+   need laid out for them. Made once per product by gpt2__wmat_gemv. */
+typedef struct {
+    const int8_t *q;   /* K quants in order, then 0 to a multiple of 128 */
+    const float *d;    /* per block, then 0 to a multiple of 16 blocks;
+                          NaN for a block holding an Inf or NaN */
+    const int8_t *q4;  /* q in Q4_0 rows' order: per 4 blocks (128 bytes),
+                          the first 16 quants of each block, then the last
+                          16 of each (the low and high nibbles of 64 bytes
+                          of a Q4_0 row) */
+    const int32_t *c8; /* per 4 quants of q: -128 * their sum */
+    const int32_t *c4; /* per 4 bytes of the first 64 of each 128 of q4:
+                          -8 * the sum of those 4 quants and the 4 at +64 */
+    const float *xf;   /* d[b] * q as float32, for kernels without int8
+                          products */
+} gpt2__xq;
+
+/* Q8_0 / Q4_0 rows by int8 products: y[n0..n1) = x @ W[:, n0..n1)
+   (BY_OUT), x as gpt2__xq. Q8_0: each weight w as the unsigned w + 128
+   times x's signed quant (vpdpbusd), the excess 128 * sum(q) taken off
+   by starting from c8; Q4_0: the nibble (0..15) times the quant, the
+   excess 8 * sum(q) taken off by c4. Exact in int32; per block, times
+   the two scales, in float32. */
+typedef void (*gpt2__wmat_qgemv_fn)(const gpt2__wmat *w, const gpt2__xq *x,
+                                    float *y, int n0, int n1);
+/* x (K, a multiple of 32) to q (K) and d (K/32): per block d = max|x| /
+   127 and q = x * (127 / max|x|) rounded to nearest even, all in float32
+   (so every variant gives the same bits); a block holding an Inf or NaN
+   gets d = NaN and q = 0. */
+typedef void (*gpt2__wmat_xquant_fn)(const float *x, int K, int8_t *q,
+                                     float *d);
+
 /* BY_IN (F32, F16, BF16), one stored row after another: y[n0..n1) =
    x[k0..k1) @ W[k0..k1, n0..n1). Each y[n] is one chain of multiply-adds
    in k order, whatever n0 and n1. Decode's threaded GEMV gives each
@@ -126,6 +172,8 @@ typedef struct {
     const char *name;                     /* as gpt2__wmat_isa() says */
     gpt2__wmat_gemv_fn gemv[5][2];        /* [gpt2_dtype][gpt2__layout] */
     gpt2__wmat_rows_fn in_rows[3];        /* [F32, F16, BF16] */
+    gpt2__wmat_qgemv_fn qgemv[2];         /* [Q8_0, Q4_0], or NULL */
+    gpt2__wmat_xquant_fn xquant;          /* or NULL: the portable one */
     gpt2__wmat_deq_fn deq[5];             /* [gpt2_dtype] */
     gpt2__wmat_t16_fn transpose16;        /* prefill's conversion */
 } gpt2__wmat_kernels;

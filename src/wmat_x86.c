@@ -31,6 +31,8 @@
    No alignment is assumed: all loads are unaligned. */
 #include "wmat.h"
 
+#include <float.h>
+#include <math.h>
 #include <string.h>
 
 #include "internal.h"
@@ -388,6 +390,130 @@ INLINE ISA512 void gemv_out16_512(gpt2_dtype t, const gpt2__wmat *w,
         y[n] = row16_512(t, base + (size_t)n * w->row_bytes, x, w->K);
 }
 
+/* ---- x quantized to int8 (gpt2__wmat_xquant_fn): the same float32
+   operations as the portable one, 16 lanes at a time (vcvtps2dq rounds
+   to nearest even, as nearbyintf does) */
+static ISA512 void xquant_512(const float *x, int K, int8_t *q, float *d) {
+    const __m512 big = _mm512_set1_ps(FLT_MAX);
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    for (int b = 0; b < K / QK; b++) {
+        __m512 x0 = _mm512_loadu_ps(x + b * QK), x1 = _mm512_loadu_ps(x + b * QK + 16);
+        __m512 a0 = _mm512_abs_ps(x0), a1 = _mm512_abs_ps(x1);
+        bool finite = (__mmask16)(_mm512_cmp_ps_mask(a0, big, _CMP_LE_OQ) &
+                                  _mm512_cmp_ps_mask(a1, big, _CMP_LE_OQ)) == 0xffff;
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+        float inv = finite && amax > 0.0f ? 127.0f / amax : 0.0f;
+        d[b] = finite ? amax / 127.0f : NAN;
+        __m512 iv = _mm512_set1_ps(inv);
+        if (!finite) x0 = x1 = _mm512_setzero_ps();
+        x0 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x0, iv), lo), hi);
+        x1 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x1, iv), lo), hi);
+        _mm_storeu_si128((__m128i *)(q + b * QK), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(x0)));
+        _mm_storeu_si128((__m128i *)(q + b * QK + 16), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(x1)));
+    }
+}
+
+/* ---- Q8_0 and Q4_0 rows by int8 products (AVX512_VNNI vpdpbusd), x
+   as gpt2__xq (wmat.h says how the integers come out exact) */
+#define ISAVNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+/* x's and the row's scales of blocks [b0, b0 + 16) multiplied (the row's
+   fewer at its end: the rest 0) */
+INLINE ISAVNNI __m512 scales16(const uint8_t *row, int b0, int nb, const float *dx) {
+    __m512 sw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(low_mask16(nb - b0), row + 2 * (size_t)b0));
+    return _mm512_mul_ps(sw, _mm512_loadu_ps(dx + b0));
+}
+
+/* The indexes that spread 16 blocks' scales over the int32 lanes of the
+   n-th 64 bytes: per = 2 blocks (Q8_0: 8 lanes a block) or 4 (Q4_0: 4
+   lanes a block), from a table (vpermps takes its indexes in a register;
+   making them from n costs more than the product) */
+INLINE ISAVNNI __m512i lane_blocks(int per, int n) {
+    static const int32_t by2[8][16] = {
+#define B2(p) {2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, \
+               2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1}
+        B2(0), B2(1), B2(2), B2(3), B2(4), B2(5), B2(6), B2(7)
+#undef B2
+    };
+    static const int32_t by4[4][16] = {
+#define B4(g) {4 * g, 4 * g, 4 * g, 4 * g, 4 * g + 1, 4 * g + 1, 4 * g + 1, 4 * g + 1, \
+               4 * g + 2, 4 * g + 2, 4 * g + 2, 4 * g + 2, 4 * g + 3, 4 * g + 3, 4 * g + 3, 4 * g + 3}
+        B4(0), B4(1), B4(2), B4(3)
+#undef B4
+    };
+    return _mm512_loadu_si512(per == 2 ? by2[n] : by4[n]);
+}
+
+/* One Q8_0 row: per 64 bytes (two blocks), w ^ 0x80 = w + 128 unsigned,
+   times x's quants, from c8; the 16 int32 lanes (8 per block) to float,
+   times their block's two scales. Four float accumulators. */
+INLINE ISAVNNI float q8_row_vnni(const uint8_t *row, const gpt2__xq *x, int K) {
+    int nb = K / QK;
+    const uint8_t *qs = row + (size_t)nb * 2;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int b0 = 0; b0 < nb; b0 += 16) {
+        __m512 s = scales16(row, b0, nb, x->d);
+        int pairs = (nb - b0 < 16 ? nb - b0 + 1 : 16) / 2;
+#pragma GCC unroll 8
+        for (int p = 0; p < 8; p++) { /* unrolled whole: acc[] in registers */
+            if (p >= pairs) break;
+            int b = b0 + 2 * p;
+            const uint8_t *w = qs + (size_t)b * QK;
+            _mm_prefetch((const char *)w + PF_ROW, _MM_HINT_T0);
+            __m512i wv = b + 1 < nb ? _mm512_loadu_si512(w)
+                                    : _mm512_maskz_loadu_epi8(0xffffffffull, w);
+            __m512i i = _mm512_dpbusd_epi32(_mm512_loadu_si512(x->c8 + 8 * b),
+                                            _mm512_xor_si512(wv, flip),
+                                            _mm512_loadu_si512(x->q + QK * b));
+            acc[p & 3] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i),
+                                         _mm512_permutexvar_ps(lane_blocks(2, p), s), acc[p & 3]);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]),
+                                              _mm512_add_ps(acc[2], acc[3])));
+}
+
+/* One Q4_0 row: per 64 bytes (four blocks), the low nibbles times the
+   first halves of x's blocks and the high nibbles times the last (q4's
+   order), from c4; 4 int32 lanes per block. */
+INLINE ISAVNNI float q4_row_vnni(const uint8_t *row, const gpt2__xq *x, int K) {
+    int nb = K / QK;
+    const uint8_t *qs = row + (size_t)nb * 2;
+    const __m512i nib = _mm512_set1_epi8(0x0f);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int b0 = 0; b0 < nb; b0 += 16) {
+        __m512 s = scales16(row, b0, nb, x->d);
+        int groups = ((nb - b0 < 16 ? nb - b0 : 16) + 3) / 4;
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) { /* unrolled whole: acc[] in registers */
+            if (g >= groups) break;
+            int b = b0 + 4 * g, left = nb - b;
+            const uint8_t *w = qs + (size_t)b * (QK / 2);
+            _mm_prefetch((const char *)w + PF_ROW, _MM_HINT_T0);
+            __m512i v = left >= 4 ? _mm512_loadu_si512(w)
+                                  : _mm512_maskz_loadu_epi8(~0ull >> (64 - 16 * left), w);
+            __m512i i = _mm512_loadu_si512(x->c4 + 4 * b);
+            i = _mm512_dpbusd_epi32(i, _mm512_and_si512(v, nib), _mm512_loadu_si512(x->q4 + QK * b));
+            i = _mm512_dpbusd_epi32(i, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib),
+                                    _mm512_loadu_si512(x->q4 + QK * b + 64));
+            acc[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i),
+                                     _mm512_permutexvar_ps(lane_blocks(4, g), s), acc[g]);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]),
+                                              _mm512_add_ps(acc[2], acc[3])));
+}
+
+static ISAVNNI void q8_vnni(const gpt2__wmat *w, const gpt2__xq *x, float *y, int n0, int n1) {
+    for (int n = n0; n < n1; n++)
+        y[n] = q8_row_vnni((const uint8_t *)w->data + (size_t)n * w->row_bytes, x, w->K);
+}
+static ISAVNNI void q4_vnni(const gpt2__wmat *w, const gpt2__xq *x, float *y, int n0, int n1) {
+    for (int n = n0; n < n1; n++)
+        y[n] = q4_row_vnni((const uint8_t *)w->data + (size_t)n * w->row_bytes, x, w->K);
+}
+
 /* ---- BF16 rows by vdpbf16ps (AVX512_BF16)
 
    vdpbf16ps multiplies bf16 pairs and adds them into float32 lanes,
@@ -565,6 +691,22 @@ static const gpt2__wmat_kernels avx512_kernels = {
     },
     .in_rows = {rows_f32_512, rows_f16_512, rows_bf16_512},
     .deq = {deq_f32_any, deq_f16_512, deq_bf16_512, deq_q8_512, deq_q4_512},
+    .xquant = xquant_512,
+    .transpose16 = transpose16_512,
+};
+static const gpt2__wmat_kernels avx512vnni_kernels = {
+    .name = "avx512vnni",
+    .gemv = {
+        [F32] = {in_f32_512, out_f32_512},
+        [F16] = {in_f16_512, out_f16_512},
+        [BF16] = {in_bf16_512, out_bf16_512},
+        [GPT2_DTYPE_Q8_0] = {NULL, out_q8_512},
+        [GPT2_DTYPE_Q4_0] = {NULL, out_q4_512},
+    },
+    .in_rows = {rows_f32_512, rows_f16_512, rows_bf16_512},
+    .deq = {deq_f32_any, deq_f16_512, deq_bf16_512, deq_q8_512, deq_q4_512},
+    .qgemv = {q8_vnni, q4_vnni},
+    .xquant = xquant_512,
     .transpose16 = transpose16_512,
 };
 
@@ -580,6 +722,8 @@ static const gpt2__wmat_kernels avx512bf16_kernels = {
     },
     .in_rows = {rows_f32_512, rows_f16_512, rows_bf16_512},
     .deq = {deq_f32_any, deq_f16_512, deq_bf16_512, deq_q8_512, deq_q4_512},
+    .qgemv = {q8_vnni, q4_vnni},
+    .xquant = xquant_512,
     .transpose16 = transpose16_512,
 };
 
@@ -915,13 +1059,21 @@ static bool cpu_has_avx512(void) {
            __builtin_cpu_supports("avx512vl");
 }
 
+static bool cpu_has_avx512vnni(void) {
+    return cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+}
+
+/* every CPU with AVX512_BF16 so far has AVX512_VNNI too; the variant
+   uses both */
 static bool cpu_has_avx512bf16(void) {
-    return cpu_has_avx512() && gpt2__x86_has_avx512bf16();
+    return cpu_has_avx512vnni() && gpt2__x86_has_avx512bf16();
 }
 
 const gpt2__wmat_kernels *gpt2__wmat_x86_kernels(const char *isa) {
     if (strcmp(isa, "avx512bf16") == 0)
         return cpu_has_avx512bf16() ? &avx512bf16_kernels : NULL;
+    if (strcmp(isa, "avx512vnni") == 0)
+        return cpu_has_avx512vnni() ? &avx512vnni_kernels : NULL;
     if (strcmp(isa, "avx512") == 0) return cpu_has_avx512() ? &avx512_kernels : NULL;
     if (strcmp(isa, "avx2") == 0) return cpu_has_avx2() ? &avx2_kernels : NULL;
     return NULL;

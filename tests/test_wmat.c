@@ -21,8 +21,8 @@
 
 #define QK GPT2__QBLOCK
 
-static const char *const isas[] = {"portable", "avx2", "avx512", "avx512bf16"};
-#define N_ISAS 4
+static const char *const isas[] = {"portable", "avx2", "avx512", "avx512vnni", "avx512bf16"};
+#define N_ISAS 5
 
 static const gpt2_dtype dtypes[] = {GPT2_DTYPE_F32, GPT2_DTYPE_F16,
                                     GPT2_DTYPE_BF16, GPT2_DTYPE_Q8_0,
@@ -414,6 +414,43 @@ static void ref_gemv(const test_mat *m, const float *x, const float *bias,
     }
 }
 
+/* Decode's x for Q8_0/Q4_0 rows, as wmat.h specifies it (float32:
+   d = max|x| / 127, q = x * (127 / max|x|) to nearest even; d NaN and q 0
+   for a block holding an Inf or NaN), written out here without SIMD */
+static void ref_xquant(const float *x, int K, int8_t *q, float *d) {
+    for (int b = 0; b < K / 32; b++) {
+        float amax = 0.0f;
+        int finite = 1;
+        for (int i = 0; i < 32; i++) {
+            float a = fabsf(x[32 * b + i]);
+            if (!isfinite(a)) finite = 0;
+            else if (a > amax) amax = a;
+        }
+        d[b] = finite ? amax / 127.0f : NAN;
+        float inv = finite && amax > 0 ? 127.0f / amax : 0.0f;
+        for (int i = 0; i < 32; i++) {
+            float v = finite ? x[32 * b + i] * inv : 0.0f;
+            if (v > 127.0f) v = 127.0f;
+            if (v < -127.0f) v = -127.0f;
+            q[32 * b + i] = (int8_t)rintf(v);
+        }
+    }
+}
+
+/* x as decode's GEMV multiplies it by rows of format t: quantized (Q8_0,
+   Q4_0) or as it is */
+static void decode_x(gpt2_dtype t, const float *x, int K, float *out) {
+    if (!is_quant(t)) {
+        memcpy(out, x, sizeof(float) * K);
+        return;
+    }
+    int8_t *q = malloc(K);
+    float *d = malloc(sizeof(float) * (K / 32));
+    ref_xquant(x, K, q, d);
+    for (int k = 0; k < K; k++) out[k] = d[k / 32] * q[k];
+    free(q), free(d);
+}
+
 /* |got - want| within tol of the magnitude; prints the first failure */
 static int count_off(const float *got, const double *want, const double *mag,
                      int n0, int n1, double tol, const char *what) {
@@ -511,6 +548,39 @@ static void test_gemv_large(void) {
     gpt2__wmat_force_isa(NULL);
 }
 
+/* Decode's quantized x: the same bits as ref_xquant in every variant,
+   over random blocks, blocks of zeros, of ties (x * 127 / max|x| at
+   k + 0.5), of huge and subnormal values, and with an Inf or a NaN */
+static void test_xquant(void) {
+    enum { NB = 12, K = 32 * NB };
+    float x[K];
+    int8_t q[K], qr[K];
+    float d[NB], dr[NB];
+    for (int i = 0; i < K; i++) x[i] = rnd_sym() * 3.0f;
+    for (int i = 0; i < 32; i++) x[32 + i] = 0.0f;
+    for (int i = 0; i < 32; i++) x[64 + i] = i == 0 ? 127.0f : (float)(i % 16) - 7.5f;
+    for (int i = 0; i < 32; i++) x[96 + i] = rnd_sym() * 1e37f;
+    for (int i = 0; i < 32; i++) x[128 + i] = rnd_sym() * 1e-40f;
+    x[160 + 5] = INFINITY;
+    x[192 + 31] = -INFINITY;
+    x[224 + 0] = NAN;
+    x[256 + 3] = -0.0f;
+    ref_xquant(x, K, qr, dr);
+    CHECK(dr[1] == 0.0f && isnan(dr[5]) && isnan(dr[6]) && isnan(dr[7]));
+    CHECK(qr[64 + 1] == -6 && qr[64 + 2] == -6 && qr[64 + 3] == -4); /* to even */
+    for (int v = 0; v < N_ISAS; v++) {
+        if (!gpt2__wmat_force_isa(isas[v])) continue;
+        memset(q, 99, sizeof q);
+        gpt2__wmat_quantize_x(x, K, q, d);
+        int bad = memcmp(q, qr, sizeof q) != 0;
+        for (int b = 0; b < NB; b++)
+            bad += !(d[b] == dr[b] || (isnan(d[b]) && isnan(dr[b])));
+        if (bad) fprintf(stderr, "quantize_x %s: differs from the reference\n", isas[v]);
+        CHECK(bad == 0);
+    }
+    gpt2__wmat_force_isa(NULL);
+}
+
 /* Decode's BY_IN GEMV (rows by halves) gives the same bits with 1 to 4
    threads, in every variant; and a matrix wider than the halves' limit
    (split by outputs instead) is right too. */
@@ -565,6 +635,12 @@ static int check_gemv_matmul(gpt2_dtype t, gpt2__layout lay, int K, int N) {
     for (int r = 0; r < Mmax; r++)
         ref_gemv(&m, inp + (size_t)r * K, bias, ref + (size_t)r * N,
                  mag + (size_t)r * N);
+    /* one row (decode: gemv, and matmul of M = 1) quantizes x for Q8_0
+       and Q4_0 rows */
+    float *x1 = malloc(sizeof(float) * K);
+    double *ref1 = malloc(sizeof(double) * N), *mag1 = malloc(sizeof(double) * N);
+    decode_x(t, inp, K, x1);
+    ref_gemv(&m, x1, bias, ref1, mag1);
     int bad = 0;
     for (int v = 0; v < N_ISAS; v++) {
         if (!gpt2__wmat_force_isa(isas[v])) continue;
@@ -572,18 +648,20 @@ static int check_gemv_matmul(gpt2_dtype t, gpt2__layout lay, int K, int N) {
         snprintf(what, sizeof what, "gemv %s %s %s K %d N %d", dtype_names[t],
                  lay ? "BY_OUT" : "BY_IN", isas[v], K, N);
         gpt2__wmat_gemv(&m.w, inp, bias, out);
-        bad += count_off(out, ref, mag, 0, N, 1e-5, what);
+        bad += count_off(out, ref1, mag1, 0, N, 1e-5, what);
         gpt2__wmat_gemv(&m.w, inp, NULL, out);
         for (int n = 0; n < N; n++) out[n] += bias[n];
-        bad += count_off(out, ref, mag, 0, N, 1e-5, what);
+        bad += count_off(out, ref1, mag1, 0, N, 1e-5, what);
         for (int mi = 0; mi < 4; mi++) {
             snprintf(what, sizeof what, "matmul %s %s %s K %d N %d M %d",
                      dtype_names[t], lay ? "BY_OUT" : "BY_IN", isas[v], K, N, Ms[mi]);
             gpt2__wmat_matmul(out, inp, &m.w, bias, Ms[mi]);
-            bad += count_off(out, ref, mag, 0, Ms[mi] * N, 2e-5, what);
+            bad += Ms[mi] == 1 ? count_off(out, ref1, mag1, 0, N, 2e-5, what)
+                               : count_off(out, ref, mag, 0, Ms[mi] * N, 2e-5, what);
         }
     }
     gpt2__wmat_force_isa(NULL);
+    free(x1), free(ref1), free(mag1);
     free(inp), free(out), free(bias), free(ref), free(mag);
     free_mat(&m);
     return bad;
@@ -593,8 +671,8 @@ static int check_gemv_matmul(gpt2_dtype t, gpt2__layout lay, int K, int N) {
    or 3 threads: uneven splits, several matmul panels per thread. */
 static void test_gemv_matmul(void) {
     struct { int K, N, threads; } shapes[] = {
-        {96, 257, 2}, {800, 700, 2}, {64, 2100, 3}, {256, 300, 1}};
-    for (int s = 0; s < 4; s++) {
+        {96, 257, 2}, {800, 700, 2}, {64, 2100, 3}, {256, 300, 1}, {4128, 40, 2}};
+    for (int s = 0; s < 5; s++) {
         gpt2_set_threads(shapes[s].threads);
         for (int t = 0; t < N_DTYPES; t++)
             for (int lay = 0; lay < 2; lay++)
@@ -651,6 +729,7 @@ int main(void) {
     test_dispatch();
     test_transpose16();
     test_gemv_threads();
+    test_xquant();
     test_sizes();
     test_16bit_decode();
     test_16bit_encode();
