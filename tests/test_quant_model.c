@@ -3,6 +3,7 @@
    quantized directory format round-trips, is memory-mapped, is checked on
    load, and trains (weights dequantized into float32). */
 #include "check.h"
+#include "wmat.h"
 #include "internal.h"
 
 #include <ftw.h>
@@ -80,7 +81,24 @@ static void test_same_as_dequantized(gpt2_model *a, const char *dir) {
             printf("%-5s batch %.2g, KV-cache session %.2g (relative to the "
                    "dequantized float32 model)\n", gpt2_dtype_name(all[k]), d1, d2);
             CHECK(d1 < 2e-5);
-            CHECK(d2 < 2e-5);
+            if (all[k] == GPT2_DTYPE_Q8_0 || all[k] == GPT2_DTYPE_Q4_0) {
+                /* decode quantizes x to int8 for these rows (wmat.h): on
+                   this small random model that moves the logits by 1%
+                   (Q8_0) and 10% (Q4_0) of their largest; a trained
+                   model's perplexity moves by 0.02-0.2%
+                   (docs/benchmarks.md). The kernels in use must then
+                   agree with the portable ones, which see the same x. */
+                CHECK(d2 < (all[k] == GPT2_DTYPE_Q4_0 ? 0.3 : 0.05));
+                CHECK(gpt2__wmat_force_isa("portable"));
+                session_logits(q, toks, n, want);
+                CHECK(gpt2__wmat_force_isa(NULL));
+                double d3 = rel_diff(got, want, (size_t)V);
+                printf("%-5s KV-cache session %.2g relative to the portable kernels\n",
+                       gpt2_dtype_name(all[k]), d3);
+                CHECK(d3 < 2e-5);
+            } else {
+                CHECK(d2 < 2e-5);
+            }
         }
         /* and the quantized model differs from the original by a little,
            ordered by bits (a sanity bound, not an accuracy claim) */

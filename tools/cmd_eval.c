@@ -17,7 +17,7 @@
 static const char *const CMD = "eval";
 
 enum { OPT_JSON = 0x100, OPT_STRIDE, OPT_SPECIAL, OPT_DATA, OPT_SPLIT,
-       OPT_TASK };
+       OPT_TASK, OPT_DECODE };
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -49,14 +49,18 @@ static void usage(FILE *f) {
 "  --data DIR        evaluate on DIR's shards instead of a FILE\n"
 "  --split NAME      which shards: val (default) or train\n"
 "  --task lambada    LAMBADA's last-word accuracy and perplexity on FILE;\n"
-"                    --json prints {\"accuracy\", \"perplexity\", \"n\", ...}\n");
+"                    --json prints {\"accuracy\", \"perplexity\", \"n\", ...}\n"
+"  --decode          FILE's windows token by token through the KV cache, as\n"
+"                    generation computes them (decode's kernels: Q8_0 and\n"
+"                    Q4_0 weights multiply an int8-quantized input), not as\n"
+"                    one batch; the same tokens scored, slower\n");
     cli_common_help(f, 20);
 }
 
 typedef struct {
     const char *model, *file, *data, *split, *task;
     int stride;          /* 0: n_ctx / 2 */
-    bool json, special;
+    bool json, special, decode;
 } eval_options;
 
 static int parse_options(int argc, char **argv, eval_options *o) {
@@ -69,6 +73,7 @@ static int parse_options(int argc, char **argv, eval_options *o) {
         {"data", required_argument, NULL, OPT_DATA},
         {"split", required_argument, NULL, OPT_SPLIT},
         {"task", required_argument, NULL, OPT_TASK},
+        {"decode", no_argument, NULL, OPT_DECODE},
         {NULL, 0, NULL, 0},
     };
     int c, rc = CLI_OK;
@@ -86,6 +91,7 @@ static int parse_options(int argc, char **argv, eval_options *o) {
         case OPT_DATA: o->data = optarg; break;
         case OPT_SPLIT: o->split = optarg; break;
         case OPT_TASK: o->task = optarg; break;
+        case OPT_DECODE: o->decode = true; break;
         default: rc = cli_common_option(CMD, c, optarg, argv); break;
         }
     }
@@ -96,6 +102,8 @@ static int parse_options(int argc, char **argv, eval_options *o) {
         return cli_bad_value(CMD, "--task", o->task, "expected lambada");
     if (o->task && o->data)
         return cli_usage_error(CMD, "--task reads a FILE, not --data");
+    if (o->decode && (o->task || o->data))
+        return cli_usage_error(CMD, "--decode scores a FILE, not --data or --task");
     if (o->data) {
         if (argc - optind != 0)
             return cli_usage_error(CMD, "give --data DIR or a FILE, not both");
@@ -356,6 +364,43 @@ static int lambada(gpt2_model *m, const eval_options *o) {
     return rc;
 }
 
+/* --decode: the windows of cli_sliding_windows, each fed token by token
+   to a session (its KV cache), the same predictions scored. */
+static int score_by_steps(gpt2_model *m, const int *ids, size_t n, int stride,
+                          eval_result *r) {
+    int n_ctx = gpt2_model_config(m)->n_ctx, V = gpt2_model_config(m)->vocab_size;
+    int T = (size_t)n_ctx < n - 1 ? n_ctx : (int)(n - 1);
+    gpt2_session *s = NULL;
+    if (gpt2_session_new(m, NULL, &s) != GPT2_OK)
+        return cli_lib_error(CMD, "cannot make a session");
+    bool progress = isatty(STDERR_FILENO);
+    size_t next = 1, last_begin = n - 1 - (size_t)T;
+    int rc = CLI_OK;
+    for (size_t begin = 0; next < n && rc == CLI_OK; begin += (size_t)stride) {
+        if (begin > last_begin) begin = last_begin;
+        int first = (int)(next - begin - 1);
+        gpt2_session_reset(s);
+        for (int i = 0; i < T && rc == CLI_OK; i++) {
+            const float *logits;
+            if (gpt2_session_step(s, ids[begin + (size_t)i], &logits) != GPT2_OK) {
+                rc = cli_lib_error(CMD, "decode step failed at token %zu", begin + (size_t)i);
+                break;
+            }
+            if (i < first) continue;
+            bool is_max;
+            r->sum -= token_logp(logits, V, ids[begin + (size_t)i + 1], &is_max);
+            r->n_scored++;
+        }
+        r->windows++;
+        next = begin + (size_t)T + 1;
+        if (progress)
+            fprintf(stderr, "\reval --decode: %zu of %zu tokens", next < n ? next : n, n);
+    }
+    if (progress) fputc('\n', stderr);
+    gpt2_session_free(s);
+    return rc;
+}
+
 int cmd_eval(int argc, char **argv) {
     eval_options o = {0};
     int rc = parse_options(argc, argv, &o);
@@ -383,7 +428,9 @@ int cmd_eval(int argc, char **argv) {
             rc = cli_error(CMD, CLI_FAIL, "'%s' has %zu token%s; scoring needs at "
                            "least 2 (the first is context only)", o.file, n,
                            n == 1 ? "" : "s");
-        if (rc == CLI_OK)
+        if (rc == CLI_OK && o.decode)
+            rc = score_by_steps(m, ids, n, stride, &r);
+        else if (rc == CLI_OK)
             rc = cli_sliding_windows(CMD, m, ids, n, stride, add_window, &r, &r.windows);
     }
     if (rc == CLI_OK && !o.task) rc = print_result(&o, &r, stride);
