@@ -31,7 +31,8 @@
  *   For Q8_0 and Q4_0, len must be a multiple of 32 (GPT2__QBLOCK).
  *
  * The kernels come in variants (portable C, AVX2+FMA+F16C, AVX-512
- * F/BW/VL, and that with AVX512_BF16's vdpbf16ps for BF16 rows), chosen
+ * F/BW/VL, that with AVX512_VNNI's vpdpbusd for Q8_0 and Q4_0 rows, and
+ * that with AVX512_BF16's vdpbf16ps for BF16 rows as well), chosen
  * once at run time from the CPU; gpt2__wmat_force_isa lets tests run every variant the CPU has
  * against the portable one.
  */
@@ -107,7 +108,8 @@ void gpt2__wmat_quantize_x(const float *x, int K, int8_t *q, float *d);
 void gpt2__wmat_transpose16(const float *src, size_t lds, float *dst, size_t ldd);
 
 /* The ISA of the kernels in use: "avx512bf16" (AVX-512 with BF16 rows by
-   vdpbf16ps), "avx512", "avx2" or "portable". */
+   vdpbf16ps and int8 rows by vpdpbusd), "avx512vnni" (int8 rows by
+   vpdpbusd), "avx512", "avx2" or "portable". */
 const char *gpt2__wmat_isa(void);
 /* Uses the named variant from now on (tests); false if this CPU cannot run
    it or the name is unknown. NULL goes back to the automatic choice. */
@@ -178,7 +180,7 @@ typedef struct {
     gpt2__wmat_t16_fn transpose16;        /* prefill's conversion */
 } gpt2__wmat_kernels;
 
-/* The x86 variant named isa ("avx512bf16", "avx512", "avx2") if this build has it and
+/* The x86 variant named isa ("avx512bf16", "avx512vnni", "avx512", "avx2") if this build has it and
    this CPU can run it, else NULL (always NULL off x86-64). */
 const gpt2__wmat_kernels *gpt2__wmat_x86_kernels(const char *isa);
 

@@ -6,16 +6,19 @@
 
    All of them read the weights in their stored format and widen them to
    float32 in registers: F16 by vcvtph2ps, BF16 by a 16-bit shift (exact),
-   Q8_0 and Q4_0 by integer widening. Products and sums are float32. The
-   one exception: where the CPU has AVX512_BF16, BF16 rows are multiplied
-   by vdpbf16ps against x split into two bf16 parts (x kept to 16
-   significant bits; see out_bf16_dp), because converting costs the
-   instructions that keep a row streaming at the speed of memory.
+   Q8_0 and Q4_0 by integer widening. Products and sums are float32. Two
+   exceptions, where the CPU has them, because widening costs the
+   instructions that keep a row streaming at the speed of memory:
+   - AVX512_VNNI: decode's Q8_0 and Q4_0 rows multiply x quantized to
+     int8 (gpt2__xq) in integers, 64 weights a vpdpbusd (q8_row_vnni);
+   - AVX512_BF16: BF16 rows are multiplied by vdpbf16ps against x split
+     into two bf16 parts (x kept to 16 significant bits; see out_bf16_dp).
 
    Two shapes of loop, as wmat.h's layouts ask:
-   - BY_IN: the thread's slice of y is kept in L1 (2048 floats at a time)
-     while the weight rows stream by, eight per pass (AVX2: four), each
-     adding x[k] * row k into it.
+   - BY_IN: y[n0..n1) is kept in L1 while the weight rows stream by:
+     decode takes one row at a time over whole rows (in_rows_512: each
+     thread one half of the rows, one sequential stream); batches of a
+     few rows take eight rows a pass (AVX2: four) over 2048 columns.
    - BY_OUT: dot products, vector accumulators per row, one horizontal
      sum per row at the end; F32 and Q4_0 four output rows at a time
      sharing each load of x, 16-bit and Q8_0 rows one at a time (one
