@@ -6,11 +6,14 @@
    chunk of the next one. */
 #include "pool.h"
 
+#include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,6 +42,7 @@ typedef struct {
     _Atomic uint64_t claim;     /* (job number << 32) | next chunk */
     _Atomic uint32_t done;      /* chunks finished; the caller sleeps on it */
     _Atomic int caller_asleep;
+    _Atomic int tid[MAX_WORKERS]; /* the workers' thread ids (0: not yet) */
 } pool;
 
 static pool P = {.busy = PTHREAD_MUTEX_INITIALIZER};
@@ -117,6 +121,9 @@ static void *worker(void *arg) {
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
+#ifdef __linux__
+    atomic_store(&P.tid[id], (int)syscall(SYS_gettid));
+#endif
     uint32_t seen = atomic_load(&P.gen);
     for (;;) {
         if (!spin_while_equal(&P.gen, seen)) {
@@ -136,6 +143,7 @@ static void after_fork_child(void) {
     pthread_mutex_init(&P.busy, NULL);
     P.n_workers = 0;
     atomic_store(&P.n_active, 0);
+    for (int i = 0; i < MAX_WORKERS; i++) atomic_store(&P.tid[i], 0);
 }
 
 /* Starts workers up to want (under P.busy). */
@@ -158,6 +166,119 @@ static void grow(int want) {
     }
 }
 
+/* ------------------------------------------------ sharing the cores
+
+   When another process wants a core, a team as large as the cores loses:
+   each of our threads waits its turn at times, and every job waits for
+   its slowest thread (GPT-2 124M, F32, 2 cores beside one busy process:
+   2 threads took 17.6-18.0 ms a token, 1 thread 13.0-13.2, its quiet
+   time). So the pool watches how long its own threads wait for a CPU
+   while runnable (the scheduler's run delay, /proc/self/task/T/schedstat
+   on Linux), over windows of MONITOR_MS: when they waited, together, more
+   than WAIT_SHARE of the window, the team shrinks by what they waited
+   (in threads, at least one) for HOLD_MS, then tries its full size again
+   for one window. Alone on the machine, the threads never wait and the
+   team stays whole. Only the caller holding P.busy reads or writes M. */
+#define MONITOR_MS 20
+#define HOLD_MS 250
+#define WAIT_SHARE 0.3
+
+static struct {
+    bool off;           /* no schedstat here, or turned off (tests) */
+    int team;           /* threads taking part in jobs now; 0: all */
+    int full;           /* the thread count team was measured against */
+    uint64_t t0;        /* the window's start */
+    uint64_t wait0;     /* its threads' run delay then, ns */
+    int caller;         /* the caller's thread id then */
+    int sampled;        /* threads whose delay wait0 sums */
+    uint64_t hold_until;
+} M;
+
+static _Atomic bool adapt_off;
+
+#ifdef __linux__
+/* the run delay of thread tid so far (ns); false if unreadable */
+static bool run_delay(int tid, uint64_t *ns) {
+    char path[64], buf[96];
+    snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t r = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    unsigned long long on_cpu, delay;
+    if (r <= 0) return false;
+    buf[r] = 0;
+    if (sscanf(buf, "%llu %llu", &on_cpu, &delay) != 2) return false;
+    *ns = delay;
+    return true;
+}
+
+/* the summed run delay of the caller and the first team - 1 workers
+   (those started: *count says how many threads it sums); false if the
+   caller's is unreadable */
+static bool team_delay(int caller, int team, uint64_t *ns, int *count) {
+    uint64_t sum = 0, d;
+    if (!run_delay(caller, &d)) return false;
+    sum += d;
+    *count = 1;
+    for (int i = 0; i < team - 1 && i < P.n_workers; i++) {
+        int tid = atomic_load(&P.tid[i]);
+        if (tid && run_delay(tid, &d)) sum += d, ++*count;
+    }
+    *ns = sum;
+    return true;
+}
+
+/* The team for the next job, of threads in all (under P.busy). */
+static int choose_team(int threads) {
+    if (M.off || atomic_load_explicit(&adapt_off, memory_order_relaxed)) return threads;
+    uint64_t now = now_ns();
+    if (M.full != threads) { /* new thread count: start whole */
+        M.full = threads, M.team = threads, M.t0 = 0;
+    }
+    if (M.t0 && now - M.t0 < (uint64_t)MONITOR_MS * 1000000u) return M.team;
+    int caller = (int)syscall(SYS_gettid);
+    if (M.team < threads) {
+        if (now < M.hold_until) return M.team;
+        M.team = threads; /* try the whole team again */
+    } else if (M.t0 && caller == M.caller) {
+        uint64_t wait;
+        int count;
+        if (!team_delay(caller, M.team, &wait, &count)) {
+            M.off = true;
+            return threads;
+        }
+        /* the same threads at both ends (a worker started in between
+           brings the delay of its start) */
+        double waited = count == M.sampled ? (double)(wait - M.wait0) / (double)(now - M.t0) : 0.0;
+        if (waited > WAIT_SHARE) {
+            int drop = (int)lround(waited);
+            M.team = threads - (drop < 1 ? 1 : drop);
+            if (M.team < 1) M.team = 1;
+            M.hold_until = now + (uint64_t)HOLD_MS * 1000000u;
+        }
+    }
+    M.t0 = now, M.caller = caller;
+    if (!team_delay(caller, M.team, &M.wait0, &M.sampled)) {
+        M.off = true;
+        M.team = threads;
+    }
+    return M.team;
+}
+#else
+static int choose_team(int threads) { return threads; }
+#endif
+
+void gpt2__pool_adapt(bool on) { atomic_store(&adapt_off, !on); }
+
+int gpt2__pool_team(void) {
+    pthread_mutex_lock(&P.busy);
+    int t = M.team && M.full == gpt2__threads() && !M.off && !atomic_load(&adapt_off)
+                ? M.team : gpt2__threads();
+    pthread_mutex_unlock(&P.busy);
+    return t;
+}
+
 int gpt2__pool_threads(void) { return gpt2__threads(); }
 
 static void run_inline(gpt2__chunk_fn fn, void *ctx, int n) {
@@ -173,8 +294,14 @@ void gpt2__pool_run(gpt2__chunk_fn fn, void *ctx, int n) {
         run_inline(fn, ctx, n);
         return;
     }
-    grow(threads - 1);
-    atomic_store_explicit(&P.n_active, threads - 1 < P.n_workers ? threads - 1 : P.n_workers,
+    int team = choose_team(threads);
+    if (team <= 1) { /* others hold the cores: the workers sleep */
+        run_inline(fn, ctx, n);
+        pthread_mutex_unlock(&P.busy);
+        return;
+    }
+    grow(team - 1);
+    atomic_store_explicit(&P.n_active, team - 1 < P.n_workers ? team - 1 : P.n_workers,
                           memory_order_relaxed);
     /* Close the claim counter to the last job's late workers before the
        job's fields change: a worker that read them for job g-1 can then

@@ -11,10 +11,13 @@
  *   - idle workers spin for a short while (GPT2__POOL_SPIN_US) and then
  *     sleep on a futex, so back-to-back pieces start at once and an idle
  *     pool costs nothing;
- *   - work is cut into more chunks than threads, taken from a shared
- *     counter, and the caller works too: when another process holds a
- *     worker's core, the caller takes the chunks that worker would have
- *     done, instead of waiting for it.
+ *   - work is cut into chunks taken from a shared counter, and the caller
+ *     works too: when another process holds a worker's core, the caller
+ *     takes the chunks that worker would have done, instead of waiting
+ *     for it;
+ *   - while other processes keep the cores busy (the pool's own threads
+ *     wait for a CPU), fewer threads take part: a job waits for its
+ *     slowest thread, and a thread that shares its core is slow.
  *
  * Any thread may call gpt2__pool_run; calls from several threads at once
  * (sessions in different threads) or from inside a chunk do not share
@@ -39,7 +42,15 @@ typedef void (*gpt2__chunk_fn)(void *ctx, int i, int n);
    each must only write what is its own. */
 void gpt2__pool_run(gpt2__chunk_fn fn, void *ctx, int n_chunks);
 
-/* Threads that gpt2__pool_run would use now (the caller included). */
+/* Threads that gpt2__pool_run may use (the caller included): the thread
+   count, which decides how work is cut into chunks. */
 int gpt2__pool_threads(void);
+
+/* Of them, those taking part in jobs now: fewer while other processes
+   hold the cores (pool.c, "sharing the cores"). */
+int gpt2__pool_team(void);
+
+/* Turns that adaptation on (the default) or off (tests). */
+void gpt2__pool_adapt(bool on);
 
 #endif

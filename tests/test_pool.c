@@ -1,6 +1,8 @@
 /* test_pool.c: the decode pool runs every chunk exactly once, whatever
    the thread count, with several callers at once, with a chunk calling
-   back in, across many tiny jobs, and in a child after fork(). */
+   back in, across many tiny jobs, and in a child after fork(); and it
+   takes fewer threads while other processes hold every core, and all of
+   them again when the cores are free. */
 #include "check.h"
 #include "internal.h"
 #include "pool.h"
@@ -8,7 +10,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct {
@@ -49,7 +53,72 @@ static void *caller_thread(void *arg) {
     return NULL;
 }
 
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* a chunk of about 50 us of work */
+static void busy_chunk(void *ctx, int i, int n) {
+    (void)i, (void)n;
+    volatile double *x = ctx;
+    double v = *x;
+    for (int k = 0; k < 20000; k++) v = v * 1.0000001 + 1e-9;
+    *x = v;
+}
+
+/* The smallest team seen while running jobs for up to `limit` seconds,
+   stopping early once the team is `until` (0: never) */
+static int team_while_running(double limit, int until) {
+    volatile double x = 1.0;
+    int least = gpt2__pool_threads();
+    for (double t0 = seconds(); seconds() - t0 < limit;) {
+        gpt2__pool_run(busy_chunk, (void *)&x, 8);
+        int t = gpt2__pool_team();
+        if (t < least) least = t;
+        if (until && t == until) return t;
+    }
+    return least;
+}
+
+/* One spinning child per core: the team shrinks; once they are gone it
+   grows back (within seconds: it retries every 250 ms). */
+static void test_sharing_cores(void) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1 || ncpu > 64) return;
+    int threads = ncpu < 2 ? 2 : (int)ncpu;
+    gpt2_set_threads(threads);
+    gpt2__pool_adapt(true);
+    pid_t kids[64];
+    for (long i = 0; i < ncpu; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0) {
+            volatile double v = 1.0;
+            for (;;) v = v * 1.0000001 + 1e-9;
+        }
+    }
+    int least = team_while_running(1.0, 0);
+    for (long i = 0; i < ncpu; i++) kill(kids[i], SIGKILL);
+    for (long i = 0; i < ncpu; i++) waitpid(kids[i], NULL, 0);
+    if (least == threads && access("/proc/self/task", R_OK) != 0) {
+        printf("test_pool: no /proc/self/task here: the team does not adapt\n");
+        return;
+    }
+    printf("test_pool: %d threads, %ld spinning processes: the team went down to %d\n",
+           threads, ncpu, least);
+    CHECK(least < threads);
+    int back = team_while_running(5.0, threads);
+    printf("test_pool: spinners gone: the team is %d again\n", back);
+    CHECK(back == threads);
+    gpt2__pool_adapt(false);
+}
+
 int main(void) {
+    /* the tests of chunks want every worker taking part, even with more
+       threads than cores */
+    gpt2__pool_adapt(false);
+    test_sharing_cores();
     int threads[] = {1, 2, 3, 4};
     for (int t = 0; t < 4; t++) {
         gpt2_set_threads(threads[t]);
