@@ -159,8 +159,12 @@ How to read it:
 - Scaling: the speed-up from 1 thread to all, against linear.
 - Decode beside a busy process: 2-thread decode (F32, context 128) quiet,
   then with a forked process spinning on one core; issue 4 asks for at
-  most 2x. OMP_WAIT_POLICY matters here: `gpt2` sets it to passive unless
-  the user set it, and the header above says which was in effect.
+  most 2x. The decode pool watches its own threads' run delay and takes
+  fewer threads while they wait for a CPU (src/pool.c): beside the
+  spinner it decodes on one thread, at about its quiet 1-thread time.
+  OMP_WAIT_POLICY matters for prefill and training: `gpt2` sets it to
+  passive unless the user set it, and the header above says which was in
+  effect.
 - Other processes on the machine disturb every figure (the load average
   above says how busy it was); ratios measured in one run are the ones to
   trust.
@@ -172,6 +176,11 @@ EOF
     echo "the book of Revelation, held out from its training, with its weight"
     echo 'matrices kept in each format (`gpt2 eval --weights`). In Q4_0, wte (the'
     echo "embedding and tied LM head, 73% of this model's parameters) stays Q8_0."
+    echo "The batch columns score windows of 256 tokens at once (activations in"
+    echo "f32); the decode columns score the same tokens one at a time through"
+    echo 'the KV cache (`gpt2 eval --decode`), as generation computes them: there'
+    echo "Q8_0 and Q4_0 rows multiply activations quantized to int8 per block of"
+    echo "32, and BF16 rows use vdpbf16ps where the CPU has it."
     echo
     cat "$tmp/quant.md"
     if [ -s "$tmp/compare.md" ]; then

@@ -1028,6 +1028,41 @@ static ISA256 void deq_q4_256(const void *row, size_t len, float *out) {
     }
 }
 
+/* gpt2__wmat_xquant_fn: the same float32 operations as the portable one,
+   8 lanes at a time */
+static ISA256 void xquant_256(const float *x, int K, int8_t *q, float *d) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(FLT_MAX);
+    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    for (int b = 0; b < K / QK; b++) {
+        __m256 v[4], amax = _mm256_setzero_ps();
+        int finite = 0xff;
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(x + b * QK + 8 * i);
+            __m256 a = _mm256_andnot_ps(sign, v[i]);
+            finite &= _mm256_movemask_ps(_mm256_cmp_ps(a, big, _CMP_LE_OQ));
+            amax = _mm256_max_ps(amax, a);
+        }
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        float mx = _mm_cvtss_f32(m);
+        bool ok = finite == 0xff;
+        float inv = ok && mx > 0.0f ? 127.0f / mx : 0.0f;
+        d[b] = ok ? mx / 127.0f : NAN;
+        __m256 iv = _mm256_set1_ps(inv);
+        __m256i n[4];
+        for (int i = 0; i < 4; i++) {
+            __m256 t = ok ? _mm256_mul_ps(v[i], iv) : _mm256_setzero_ps();
+            n[i] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(t, lo), hi));
+        }
+        /* 32 int32 to 32 int8 in order: the packs work within 128-bit
+           lanes, one dword permute puts the lanes back */
+        __m256i w = _mm256_packs_epi16(_mm256_packs_epi32(n[0], n[1]), _mm256_packs_epi32(n[2], n[3]));
+        w = _mm256_permutevar8x32_epi32(w, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + b * QK), w);
+    }
+}
+
 static const gpt2__wmat_kernels avx2_kernels = {
     .name = "avx2",
     .gemv = {
@@ -1038,6 +1073,7 @@ static const gpt2__wmat_kernels avx2_kernels = {
         [GPT2_DTYPE_Q4_0] = {NULL, out_q4_256},
     },
     .in_rows = {rows_f32_256, rows_f16_256, rows_bf16_256},
+    .xquant = xquant_256,
     .deq = {deq_f32_any, deq_f16_256, deq_bf16_256, deq_q8_256, deq_q4_256},
 };
 
