@@ -175,10 +175,13 @@ static void grow(int want) {
    time). So the pool watches how long its own threads wait for a CPU
    while runnable (the scheduler's run delay, /proc/self/task/T/schedstat
    on Linux), over windows of MONITOR_MS: when they waited, together, more
-   than WAIT_SHARE of the window, the team shrinks by what they waited
-   (in threads, at least one) for HOLD_MS, then tries its full size again
-   for one window. Alone on the machine, the threads never wait and the
-   team stays whole. Only the caller holding P.busy reads or writes M. */
+   than WAIT_SHARE of two windows in a row, the team shrinks by what they
+   waited (in threads, at least one) for HOLD_MS, then tries its full size
+   again, shrinking after one such window this time. Alone on the
+   machine, the threads hardly wait (a window of 5-8%; once in a few
+   hundred, something of the system's takes a core for most of one,
+   which two windows in a row rule out) and the team stays whole. Only
+   the caller holding P.busy reads or writes M. */
 #define MONITOR_MS 20
 #define HOLD_MS 250
 #define WAIT_SHARE 0.3
@@ -191,6 +194,7 @@ static struct {
     uint64_t wait0;     /* its threads' run delay then, ns */
     int caller;         /* the caller's thread id then */
     int sampled;        /* threads whose delay wait0 sums */
+    int strikes;        /* windows in a row over WAIT_SHARE */
     uint64_t hold_until;
 } M;
 
@@ -234,13 +238,14 @@ static int choose_team(int threads) {
     if (M.off || atomic_load_explicit(&adapt_off, memory_order_relaxed)) return threads;
     uint64_t now = now_ns();
     if (M.full != threads) { /* new thread count: start whole */
-        M.full = threads, M.team = threads, M.t0 = 0;
+        M.full = threads, M.team = threads, M.t0 = 0, M.strikes = 0;
     }
     if (M.t0 && now - M.t0 < (uint64_t)MONITOR_MS * 1000000u) return M.team;
     int caller = (int)syscall(SYS_gettid);
     if (M.team < threads) {
         if (now < M.hold_until) return M.team;
         M.team = threads; /* try the whole team again */
+        M.strikes = 1;    /* one bad window is enough now */
     } else if (M.t0 && caller == M.caller) {
         uint64_t wait;
         int count;
@@ -251,7 +256,8 @@ static int choose_team(int threads) {
         /* the same threads at both ends (a worker started in between
            brings the delay of its start) */
         double waited = count == M.sampled ? (double)(wait - M.wait0) / (double)(now - M.t0) : 0.0;
-        if (waited > WAIT_SHARE) {
+        M.strikes = waited > WAIT_SHARE ? M.strikes + 1 : 0;
+        if (M.strikes >= 2) {
             int drop = (int)lround(waited);
             M.team = threads - (drop < 1 ? 1 : drop);
             if (M.team < 1) M.team = 1;
