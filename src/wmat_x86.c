@@ -447,61 +447,85 @@ INLINE ISAVNNI __m512i lane_blocks(int per, int n) {
     return _mm512_loadu_si512(per == 2 ? by2[n] : by4[n]);
 }
 
-/* One Q8_0 row: per 64 bytes (two blocks), w ^ 0x80 = w + 128 unsigned,
-   times x's quants, from c8; the 16 int32 lanes (8 per block) to float,
-   times their block's two scales. Four float accumulators. */
-INLINE ISAVNNI float q8_row_vnni(const uint8_t *row, const gpt2__xq *x, int K) {
-    int nb = K / QK;
-    const uint8_t *qs = row + (size_t)nb * 2;
+/* One Q8_0 product of 64 bytes (blocks b, b + 1; only b when one): w ^
+   0x80 = w + 128 unsigned, times x's quants, from c8; the 16 int32 lanes
+   (8 per block) to float, times their block's two scales, into acc. */
+INLINE ISAVNNI __m512 q8_pair(const uint8_t *w, bool one, const gpt2__xq *x, int b,
+                              __m512i idx, __m512 s, __m512 acc) {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
+    _mm_prefetch((const char *)w + PF_ROW, _MM_HINT_T0);
+    __m512i wv = one ? _mm512_maskz_loadu_epi8(0xffffffffull, w) : _mm512_loadu_si512(w);
+    __m512i i = _mm512_dpbusd_epi32(_mm512_loadu_si512(x->c8 + 8 * b),
+                                    _mm512_xor_si512(wv, flip),
+                                    _mm512_loadu_si512(x->q + QK * b));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_permutexvar_ps(idx, s), acc);
+}
+
+/* One Q8_0 row: whole groups of 16 blocks without a test per product
+   (the tests cost a fifth of the instructions), then the rest. Four
+   float accumulators. */
+INLINE ISAVNNI float q8_row_vnni(const uint8_t *row, const gpt2__xq *x, int K) {
+    int nb = K / QK, b0 = 0;
+    const uint8_t *qs = row + (size_t)nb * 2;
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    for (int b0 = 0; b0 < nb; b0 += 16) {
+    for (; b0 + 16 <= nb; b0 += 16) {
         __m512 s = scales16(row, b0, nb, x->d);
-        int pairs = (nb - b0 < 16 ? nb - b0 + 1 : 16) / 2;
 #pragma GCC unroll 8
-        for (int p = 0; p < 8; p++) { /* unrolled whole: acc[] in registers */
-            if (p >= pairs) break;
+        for (int p = 0; p < 8; p++) /* unrolled whole: acc[] in registers */
+            acc[p & 3] = q8_pair(qs + (size_t)(b0 + 2 * p) * QK, false, x, b0 + 2 * p,
+                                 lane_blocks(2, p), s, acc[p & 3]);
+    }
+    if (b0 < nb) {
+        __m512 s = scales16(row, b0, nb, x->d);
+#pragma GCC unroll 8
+        for (int p = 0; p < 8; p++) {
             int b = b0 + 2 * p;
-            const uint8_t *w = qs + (size_t)b * QK;
-            _mm_prefetch((const char *)w + PF_ROW, _MM_HINT_T0);
-            __m512i wv = b + 1 < nb ? _mm512_loadu_si512(w)
-                                    : _mm512_maskz_loadu_epi8(0xffffffffull, w);
-            __m512i i = _mm512_dpbusd_epi32(_mm512_loadu_si512(x->c8 + 8 * b),
-                                            _mm512_xor_si512(wv, flip),
-                                            _mm512_loadu_si512(x->q + QK * b));
-            acc[p & 3] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i),
-                                         _mm512_permutexvar_ps(lane_blocks(2, p), s), acc[p & 3]);
+            if (b >= nb) break;
+            acc[p & 3] = q8_pair(qs + (size_t)b * QK, b + 1 == nb, x, b, lane_blocks(2, p),
+                                 s, acc[p & 3]);
         }
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]),
                                               _mm512_add_ps(acc[2], acc[3])));
 }
 
-/* One Q4_0 row: per 64 bytes (four blocks), the low nibbles times the
-   first halves of x's blocks and the high nibbles times the last (q4's
-   order), from c4; 4 int32 lanes per block. */
-INLINE ISAVNNI float q4_row_vnni(const uint8_t *row, const gpt2__xq *x, int K) {
-    int nb = K / QK;
-    const uint8_t *qs = row + (size_t)nb * 2;
+/* One Q4_0 product of 64 bytes (blocks b..b+3; fewer at the end of a
+   row: left), the low nibbles times the first halves of x's blocks and
+   the high nibbles times the last (q4's order), from c4; 4 int32 lanes
+   per block. */
+INLINE ISAVNNI __m512 q4_group(const uint8_t *w, int left, const gpt2__xq *x, int b,
+                               __m512i idx, __m512 s, __m512 acc) {
     const __m512i nib = _mm512_set1_epi8(0x0f);
+    _mm_prefetch((const char *)w + PF_ROW, _MM_HINT_T0);
+    __m512i v = left >= 4 ? _mm512_loadu_si512(w)
+                          : _mm512_maskz_loadu_epi8(~0ull >> (64 - 16 * left), w);
+    __m512i i = _mm512_loadu_si512(x->c4 + 4 * b);
+    i = _mm512_dpbusd_epi32(i, _mm512_and_si512(v, nib), _mm512_loadu_si512(x->q4 + QK * b));
+    i = _mm512_dpbusd_epi32(i, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib),
+                            _mm512_loadu_si512(x->q4 + QK * b + 64));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_permutexvar_ps(idx, s), acc);
+}
+
+/* One Q4_0 row, as q8_row_vnni: whole groups of 16 blocks, then the rest */
+INLINE ISAVNNI float q4_row_vnni(const uint8_t *row, const gpt2__xq *x, int K) {
+    int nb = K / QK, b0 = 0;
+    const uint8_t *qs = row + (size_t)nb * 2;
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    for (int b0 = 0; b0 < nb; b0 += 16) {
+    for (; b0 + 16 <= nb; b0 += 16) {
         __m512 s = scales16(row, b0, nb, x->d);
-        int groups = ((nb - b0 < 16 ? nb - b0 : 16) + 3) / 4;
 #pragma GCC unroll 4
-        for (int g = 0; g < 4; g++) { /* unrolled whole: acc[] in registers */
-            if (g >= groups) break;
-            int b = b0 + 4 * g, left = nb - b;
-            const uint8_t *w = qs + (size_t)b * (QK / 2);
-            _mm_prefetch((const char *)w + PF_ROW, _MM_HINT_T0);
-            __m512i v = left >= 4 ? _mm512_loadu_si512(w)
-                                  : _mm512_maskz_loadu_epi8(~0ull >> (64 - 16 * left), w);
-            __m512i i = _mm512_loadu_si512(x->c4 + 4 * b);
-            i = _mm512_dpbusd_epi32(i, _mm512_and_si512(v, nib), _mm512_loadu_si512(x->q4 + QK * b));
-            i = _mm512_dpbusd_epi32(i, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib),
-                                    _mm512_loadu_si512(x->q4 + QK * b + 64));
-            acc[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i),
-                                     _mm512_permutexvar_ps(lane_blocks(4, g), s), acc[g]);
+        for (int g = 0; g < 4; g++)
+            acc[g] = q4_group(qs + (size_t)(b0 + 4 * g) * (QK / 2), 4, x, b0 + 4 * g,
+                              lane_blocks(4, g), s, acc[g]);
+    }
+    if (b0 < nb) {
+        __m512 s = scales16(row, b0, nb, x->d);
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+            int b = b0 + 4 * g;
+            if (b >= nb) break;
+            acc[g] = q4_group(qs + (size_t)b * (QK / 2), nb - b, x, b, lane_blocks(4, g), s,
+                              acc[g]);
         }
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]),
