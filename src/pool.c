@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +32,8 @@ typedef struct {
     pthread_mutex_t busy;       /* one job at a time uses the workers */
     int n_workers;              /* started */
     _Atomic int n_active;       /* of them, taking part in jobs now */
+    _Atomic uint32_t team_gen;  /* raised when n_active grows; workers
+                                   left out of the team sleep on it */
     _Atomic uint32_t gen;       /* job number; workers sleep on it */
     _Atomic int sleepers;       /* workers asleep (or about to be) on gen */
     /* the job: written by the caller before gen is raised (atomic only
@@ -46,6 +49,8 @@ typedef struct {
 } pool;
 
 static pool P = {.busy = PTHREAD_MUTEX_INITIALIZER};
+
+static void reset_monitor(void); /* "sharing the cores" below */
 
 /* ------------------------------------------------------------- waiting */
 
@@ -126,6 +131,15 @@ static void *worker(void *arg) {
 #endif
     uint32_t seen = atomic_load(&P.gen);
     for (;;) {
+        if (id >= atomic_load(&P.n_active)) {
+            /* left out of the team (fewer threads asked, or other
+               processes hold the cores): sleep until it grows, neither
+               spinning nor woken by every job */
+            uint32_t tg = atomic_load(&P.team_gen);
+            if (id >= atomic_load(&P.n_active)) futex_wait(&P.team_gen, tg);
+            seen = atomic_load(&P.gen); /* jobs begun meanwhile are not ours */
+            continue;
+        }
         if (!spin_while_equal(&P.gen, seen)) {
             atomic_fetch_add(&P.sleepers, 1);
             while (atomic_load(&P.gen) == seen) futex_wait(&P.gen, seen);
@@ -144,6 +158,7 @@ static void after_fork_child(void) {
     P.n_workers = 0;
     atomic_store(&P.n_active, 0);
     for (int i = 0; i < MAX_WORKERS; i++) atomic_store(&P.tid[i], 0);
+    reset_monitor();
 }
 
 /* Starts workers up to want (under P.busy). */
@@ -175,7 +190,9 @@ static void grow(int want) {
    time). So the pool watches how long its own threads wait for a CPU
    while runnable (the scheduler's run delay, /proc/self/task/T/schedstat
    on Linux), over windows of MONITOR_MS: when they waited, together, more
-   than WAIT_SHARE of two windows in a row, the team shrinks by what they
+   than WAIT_SHARE of two windows in a row (WAIT_SHARE per two threads
+   of the team: a quiet machine's small waits add up over many threads),
+   the team shrinks by what they
    waited (in threads, at least one) for HOLD_MS, then tries its full size
    again, shrinking after one such window this time. Alone on the
    machine, the threads hardly wait (a window of 5-8%; once in a few
@@ -199,6 +216,9 @@ static struct {
 } M;
 
 static _Atomic bool adapt_off;
+
+/* (after fork: the child's threads are new) */
+static void reset_monitor(void) { memset(&M, 0, sizeof M); }
 
 #ifdef __linux__
 /* the run delay of thread tid so far (ns); false if unreadable */
@@ -255,8 +275,10 @@ static int choose_team(int threads) {
         }
         /* the same threads at both ends (a worker started in between
            brings the delay of its start) */
-        double waited = count == M.sampled ? (double)(wait - M.wait0) / (double)(now - M.t0) : 0.0;
-        M.strikes = waited > WAIT_SHARE ? M.strikes + 1 : 0;
+        double waited = count == M.sampled && wait > M.wait0
+                            ? (double)(wait - M.wait0) / (double)(now - M.t0) : 0.0;
+        if (waited > threads) waited = threads;
+        M.strikes = waited > WAIT_SHARE * M.team / 2 ? M.strikes + 1 : 0;
         if (M.strikes >= 2) {
             int drop = (int)lround(waited);
             M.team = threads - (drop < 1 ? 1 : drop);
@@ -307,8 +329,11 @@ void gpt2__pool_run(gpt2__chunk_fn fn, void *ctx, int n) {
         return;
     }
     grow(team - 1);
-    atomic_store_explicit(&P.n_active, team - 1 < P.n_workers ? team - 1 : P.n_workers,
-                          memory_order_relaxed);
+    int active = team - 1 < P.n_workers ? team - 1 : P.n_workers;
+    if (atomic_exchange(&P.n_active, active) < active) { /* wake the left out */
+        atomic_fetch_add(&P.team_gen, 1);
+        futex_wake_all(&P.team_gen);
+    }
     /* Close the claim counter to the last job's late workers before the
        job's fields change: a worker that read them for job g-1 can then
        never claim a chunk (its compare-and-swap sees job g's number). */

@@ -47,7 +47,8 @@ void gpt2__pool_run(gpt2__chunk_fn fn, void *ctx, int n_chunks);
 int gpt2__pool_threads(void);
 
 /* Of them, those taking part in jobs now: fewer while other processes
-   hold the cores (pool.c, "sharing the cores"). */
+   hold the cores (pool.c, "sharing the cores"). Not from inside a chunk
+   (it waits for the job to end). */
 int gpt2__pool_team(void);
 
 /* Turns that adaptation on (the default) or off (tests). */

@@ -356,8 +356,8 @@ static void xquant_portable(const float *x, int K, int8_t *q, float *d) {
             finite = finite && a <= FLT_MAX;
             amax = a > amax ? a : amax;
         }
-        float inv = finite && amax > 0.0f ? 127.0f / amax : 0.0f;
-        d[b] = finite ? amax / 127.0f : NAN;
+        float inv = finite && amax >= 127.0f / FLT_MAX ? 127.0f / amax : 0.0f;
+        d[b] = !finite ? NAN : inv > 0.0f ? amax / 127.0f : 0.0f;
         for (int i = 0; i < QK; i++) {
             float v = finite ? xb[i] * inv : 0.0f;
             v = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
@@ -654,7 +654,9 @@ static void gemv_quantized(gemv_job *j, int chunks) {
                    "xq_bytes(XQ_STACK_K) fits");
     unsigned char *heap = NULL, *buf = stack;
     if (xq_padded(K) > XQ_STACK_K) {
-        heap = gpt2__alloc_aligned(xq_bytes(K), "quantized x");
+        /* not gpt2__alloc_aligned: a failure here is no error to report */
+        void *p = NULL;
+        heap = posix_memalign(&p, 64, xq_bytes(K)) == 0 ? p : NULL;
         buf = heap;
     }
     gpt2__xq xq;
@@ -664,7 +666,7 @@ static void gemv_quantized(gemv_job *j, int chunks) {
         j->qf = qf, j->xq = &xq, j->x = xq.xf;
     }
     gpt2__pool_run(gemv_chunk, j, chunks);
-    gpt2__free_aligned(heap);
+    free(heap);
 }
 
 void gpt2__wmat_gemv(const gpt2__wmat *w, const float *x, const float *bias,

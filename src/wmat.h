@@ -86,8 +86,8 @@ void gpt2__wmat_gemv_range(const gpt2__wmat *w, const float *x, float *y,
    weight to float32, which is what keeps the small formats at the speed
    of memory when memory is fast. Every kernel variant sees the same
    quantized x (without int8 products they multiply d * q in float32), so
-   they agree to float32 rounding. Batches (gpt2__wmat_matmul) and
-   gpt2__wmat_gemv_range keep x in float32. */
+   they agree to float32 rounding. Batches (gpt2__wmat_matmul with M > 1;
+   M == 1 is this) and gpt2__wmat_gemv_range keep x in float32. */
 void gpt2__wmat_gemv(const gpt2__wmat *w, const float *x, const float *bias,
                      float *y);
 
@@ -159,7 +159,8 @@ typedef void (*gpt2__wmat_qgemv_fn)(const gpt2__wmat *w, const gpt2__xq *x,
 /* x (K, a multiple of 32) to q (K) and d (K/32): per block d = max|x| /
    127 and q = x * (127 / max|x|) rounded to nearest even, all in float32
    (so every variant gives the same bits); a block holding an Inf or NaN
-   gets d = NaN and q = 0. */
+   gets d = NaN and q = 0, and a block whose max|x| is below 127/FLT_MAX
+   (4e-37: 127/max|x| would overflow) d = 0 and q = 0. */
 typedef void (*gpt2__wmat_xquant_fn)(const float *x, int K, int8_t *q,
                                      float *d);
 

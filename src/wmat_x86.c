@@ -405,8 +405,8 @@ static ISA512 void xquant_512(const float *x, int K, int8_t *q, float *d) {
         bool finite = (__mmask16)(_mm512_cmp_ps_mask(a0, big, _CMP_LE_OQ) &
                                   _mm512_cmp_ps_mask(a1, big, _CMP_LE_OQ)) == 0xffff;
         float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
-        float inv = finite && amax > 0.0f ? 127.0f / amax : 0.0f;
-        d[b] = finite ? amax / 127.0f : NAN;
+        float inv = finite && amax >= 127.0f / FLT_MAX ? 127.0f / amax : 0.0f;
+        d[b] = !finite ? NAN : inv > 0.0f ? amax / 127.0f : 0.0f;
         __m512 iv = _mm512_set1_ps(inv);
         if (!finite) x0 = x1 = _mm512_setzero_ps();
         x0 = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x0, iv), lo), hi);
@@ -1071,8 +1071,8 @@ static ISA256 void xquant_256(const float *x, int K, int8_t *q, float *d) {
         m = _mm_max_ss(m, _mm_movehdup_ps(m));
         float mx = _mm_cvtss_f32(m);
         bool ok = finite == 0xff;
-        float inv = ok && mx > 0.0f ? 127.0f / mx : 0.0f;
-        d[b] = ok ? mx / 127.0f : NAN;
+        float inv = ok && mx >= 127.0f / FLT_MAX ? 127.0f / mx : 0.0f;
+        d[b] = !ok ? NAN : inv > 0.0f ? mx / 127.0f : 0.0f;
         __m256 iv = _mm256_set1_ps(inv);
         __m256i n[4];
         for (int i = 0; i < 4; i++) {

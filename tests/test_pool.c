@@ -10,7 +10,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,11 +117,57 @@ static void test_sharing_cores(void) {
     gpt2__pool_adapt(false);
 }
 
+/* Threads of this process now runnable (state R in /proc), or -1 */
+static int runnable_threads(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], buf[256];
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        size_t r = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[r] = 0;
+        const char *close = strrchr(buf, ')'); /* the state follows the name */
+        if (close && close[1] == ' ' && close[2] == 'R') n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Workers left out of the team (here: fewer threads asked than workers
+   started) sleep: while jobs run back to back, only the caller and the
+   team's worker are runnable, not the two left out. */
+static void test_left_out_sleep(void) {
+    gpt2__pool_adapt(false);
+    gpt2_set_threads(4);
+    team_while_running(0.05, 0); /* starts 3 workers */
+    gpt2_set_threads(2);
+    team_while_running(0.05, 0);
+    int samples = 0, total = 0;
+    _Atomic int hits[8];
+    job j = {hits, NULL, 0};
+    for (int i = 0; i < 40; i++) {
+        for (int k = 0; k < 200; k++) gpt2__pool_run(count_chunk, &j, 8); /* tiny jobs */
+        int r = runnable_threads();
+        if (r < 0) return;
+        samples++, total += r;
+    }
+    printf("test_pool: 3 workers, team of 2: %.2f threads runnable on average\n",
+           (double)total / samples);
+    CHECK((double)total / samples <= 2.5);
+}
+
 int main(void) {
     /* the tests of chunks want every worker taking part, even with more
        threads than cores */
     gpt2__pool_adapt(false);
     test_sharing_cores();
+    test_left_out_sleep();
     int threads[] = {1, 2, 3, 4};
     for (int t = 0; t < 4; t++) {
         gpt2_set_threads(threads[t]);

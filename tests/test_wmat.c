@@ -9,6 +9,7 @@
  *   and against the portable variant; threaded gemv with bias; matmul
  *   for several M.
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -416,7 +417,9 @@ static void ref_gemv(const test_mat *m, const float *x, const float *bias,
 
 /* Decode's x for Q8_0/Q4_0 rows, as wmat.h specifies it (float32:
    d = max|x| / 127, q = x * (127 / max|x|) to nearest even; d NaN and q 0
-   for a block holding an Inf or NaN), written out here without SIMD */
+   for a block holding an Inf or NaN; d and q 0 for a block whose max|x|
+   is below 127/FLT_MAX, where 127/max|x| would overflow), written out
+   here without SIMD */
 static void ref_xquant(const float *x, int K, int8_t *q, float *d) {
     for (int b = 0; b < K / 32; b++) {
         float amax = 0.0f;
@@ -426,8 +429,8 @@ static void ref_xquant(const float *x, int K, int8_t *q, float *d) {
             if (!isfinite(a)) finite = 0;
             else if (a > amax) amax = a;
         }
-        d[b] = finite ? amax / 127.0f : NAN;
-        float inv = finite && amax > 0 ? 127.0f / amax : 0.0f;
+        float inv = finite && amax >= 127.0f / FLT_MAX ? 127.0f / amax : 0.0f;
+        d[b] = !finite ? NAN : inv > 0.0f ? amax / 127.0f : 0.0f;
         for (int i = 0; i < 32; i++) {
             float v = finite ? x[32 * b + i] * inv : 0.0f;
             if (v > 127.0f) v = 127.0f;
@@ -550,9 +553,10 @@ static void test_gemv_large(void) {
 
 /* Decode's quantized x: the same bits as ref_xquant in every variant,
    over random blocks, blocks of zeros, of ties (x * 127 / max|x| at
-   k + 0.5), of huge and subnormal values, and with an Inf or a NaN */
+   k + 0.5), of huge and subnormal values, of values too small to scale
+   beside zeros, and with an Inf or a NaN */
 static void test_xquant(void) {
-    enum { NB = 12, K = 32 * NB };
+    enum { NB = 13, K = 32 * NB };
     float x[K];
     int8_t q[K], qr[K];
     float d[NB], dr[NB];
@@ -565,7 +569,9 @@ static void test_xquant(void) {
     x[192 + 31] = -INFINITY;
     x[224 + 0] = NAN;
     x[256 + 3] = -0.0f;
+    for (int i = 0; i < 32; i++) x[384 + i] = i == 0 ? 1e-37f : i == 1 ? -3e-38f : 0.0f;
     ref_xquant(x, K, qr, dr);
+    CHECK(dr[12] == 0.0f && qr[384] == 0 && qr[385] == 0 && qr[386] == 0);
     CHECK(dr[1] == 0.0f && isnan(dr[5]) && isnan(dr[6]) && isnan(dr[7]));
     CHECK(qr[64 + 1] == -6 && qr[64 + 2] == -6 && qr[64 + 3] == -4); /* to even */
     for (int v = 0; v < N_ISAS; v++) {
