@@ -79,7 +79,11 @@ const char *gpt2_last_error(void);
    Two sets of threads do the work. Decode (one token at a time) runs on
    gpt2c's own pool: idle workers spin about 100 microseconds, then sleep,
    and the calling thread takes over the work of a worker that has no
-   core, so decode stays fast when other processes share the cores.
+   core; and while other processes keep the cores busy (on Linux, seen
+   from the run delay of the pool's own threads), decode uses fewer
+   threads for a while. So decode stays fast when other processes share
+   the cores, and its results do not depend on how many threads took
+   part.
    Batched work (prefill, training) runs on OpenMP and oneDNN; OpenMP's
    threads spin after each region unless OMP_WAIT_POLICY=passive is set
    (the gpt2 command sets it for itself), which is worth setting in a
