@@ -189,15 +189,15 @@ static void grow(int want) {
    2 threads took 17.6-18.0 ms a token, 1 thread 13.0-13.2, its quiet
    time). So the pool watches how long its own threads wait for a CPU
    while runnable (the scheduler's run delay, /proc/self/task/T/schedstat
-   on Linux), over windows of MONITOR_MS: when they waited, together, more
-   than WAIT_SHARE of two windows in a row (WAIT_SHARE per two threads
-   of the team: a quiet machine's small waits add up over many threads),
-   the team shrinks by what they
-   waited (in threads, at least one) for HOLD_MS, then tries its full size
-   again, shrinking after one such window this time. Alone on the
-   machine, the threads hardly wait (a window of 5-8%; once in a few
-   hundred, something of the system's takes a core for most of one,
-   which two windows in a row rule out) and the team stays whole. Only
+   on Linux), over windows of MONITOR_MS. When they waited, together,
+   more than WAIT_SHARE of a window per two threads of the team (a quiet
+   machine's small waits add up over many threads), two windows in a
+   row, the team shrinks by what they waited (in threads, at least one)
+   for HOLD_MS, then tries its full size again, shrinking after one such
+   window this time. Alone on the machine the threads hardly wait (5-8%
+   of a window; once in a few hundred windows something of the system's
+   takes a core for most of one, which two in a row rule out), and the
+   team stays whole. Workers left out of the team sleep (worker()). Only
    the caller holding P.busy reads or writes M. */
 #define MONITOR_MS 20
 #define HOLD_MS 250

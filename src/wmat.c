@@ -419,6 +419,10 @@ static const gpt2__wmat_kernels *kernels(void) {
     return auto_kernels;
 }
 
+/* The kernel in slot `field` of the variant in use, or the portable one
+   where the variant has none */
+#define KERNEL(field) (kernels()->field ? kernels()->field : portable_kernels.field)
+
 const char *gpt2__wmat_isa(void) { return kernels()->name; }
 
 bool gpt2__wmat_force_isa(const char *isa) {
@@ -435,13 +439,11 @@ bool gpt2__wmat_force_isa(const char *isa) {
 
 void gpt2__wmat_quantize_x(const float *x, int K, int8_t *q, float *d) {
     GPT2_ASSERT(K >= 0 && K % QK == 0);
-    gpt2__wmat_xquant_fn f = kernels()->xquant;
-    (f ? f : xquant_portable)(x, K, q, d);
+    KERNEL(xquant)(x, K, q, d);
 }
 
 void gpt2__wmat_transpose16(const float *src, size_t lds, float *dst, size_t ldd) {
-    gpt2__wmat_t16_fn f = kernels()->transpose16;
-    (f ? f : transpose16_portable)(src, lds, dst, ldd);
+    KERNEL(transpose16)(src, lds, dst, ldd);
     store_fence();
 }
 
@@ -451,16 +453,14 @@ static gpt2__wmat_gemv_fn gemv_kernel(const gpt2__wmat *w) {
     GPT2_ASSERT(w->layout == GPT2__BY_OUT || !is_quant(w->type));
     GPT2_ASSERT(w->K >= 0 && w->N >= 0);
     GPT2_ASSERT(!is_quant(w->type) || w->K % QK == 0);
-    gpt2__wmat_gemv_fn f = kernels()->gemv[w->type][w->layout];
-    return f ? f : portable_kernels.gemv[w->type][w->layout];
+    return KERNEL(gemv[w->type][w->layout]);
 }
 
 void gpt2__dequantize_row(gpt2_dtype t, const void *row, size_t len,
                           float *out) {
     GPT2_ASSERT(dtype_ok(t));
     GPT2_ASSERT(!is_quant(t) || len % QK == 0);
-    gpt2__wmat_deq_fn f = kernels()->deq[t];
-    (f ? f : portable_kernels.deq[t])(row, len, out);
+    KERNEL(deq[t])(row, len, out);
 }
 
 /* ---------------------------------------------------------------- GEMV */
@@ -531,9 +531,9 @@ static void gemv_chunk(void *ctx, int i, int n) {
 /* Chunks per thread: one. Chunks are claimed, not assigned, so a worker
    that has no core (another process holds it) has not claimed its chunk,
    and the caller takes it after its own. Smaller chunks measured slower
-   on a quiet machine (BY_IN chunks are column slices, and a narrow slice
-   streams its rows less well) and no faster beside a busy process
-   (docs/benchmarks.md, "Decode beside a busy process"). */
+   on a quiet machine (when BY_IN matrices were cut this way too: a
+   narrow column slice streams its rows less well) and no faster beside a
+   busy process. */
 #define GEMV_CHUNKS_PER_THREAD 1
 
 /* ---- BY_IN by halves of the rows
@@ -588,8 +588,7 @@ static int halves_chunks(const gpt2__wmat *w, int unit) {
 static void gemv_halves(const gpt2__wmat *w, const float *x, const float *bias,
                         float *y) {
     float y2[HALVES_MAX_N];
-    halves_job j = {w, kernels()->in_rows[w->type], x, y, y2, split_unit(w)};
-    if (!j.f) j.f = portable_kernels.in_rows[w->type];
+    halves_job j = {w, KERNEL(in_rows[w->type]), x, y, y2, split_unit(w)};
     gpt2__pool_run(halves_chunk, &j, halves_chunks(w, j.unit));
     for (int o = 0; o < w->N; o++) {
         float sum = y[o] + y2[o];
@@ -602,11 +601,9 @@ static void gemv_halves(const gpt2__wmat *w, const float *x, const float *bias,
 /* K rounded up to whole groups of 4 blocks */
 static size_t xq_padded(int K) { return ((size_t)K + 127) / 128 * 128; }
 
-/* Bytes of an xq buffer for K: q, q4, c8, c4, d, xf, each 64-aligned */
-static size_t xq_bytes(int K) {
-    size_t kp = xq_padded(K);
-    return kp + kp + kp + kp / 2 + (kp / QK + 16) * 4 + kp * 4 + 6 * 64;
-}
+/* Bytes of an xq buffer for kp (xq_padded) inputs: q, q4, c8, c4, d, xf,
+   each 64-aligned (as xq_make takes them) */
+#define XQ_BYTES(kp) ((kp) * 3 + (kp) / 2 + ((kp) / QK + 16) * 4 + (kp) * 4 + 6 * 64)
 
 static void *xq_take(unsigned char **p, size_t bytes) {
     void *r = *p;
@@ -614,7 +611,7 @@ static void *xq_take(unsigned char **p, size_t bytes) {
     return r;
 }
 
-/* Fills *xq from x in buf (xq_bytes(K), 64-aligned): what kernels of
+/* Fills *xq from x in buf (XQ_BYTES(xq_padded(K)), 64-aligned): what kernels of
    format t need, ints (the int8 kernels) or floats */
 static void xq_make(gpt2__xq *xq, const float *x, int K, gpt2_dtype t,
                     bool ints, unsigned char *buf) {
@@ -643,24 +640,22 @@ static void xq_make(gpt2__xq *xq, const float *x, int K, gpt2_dtype t,
     }
 }
 
-/* Inputs up to this many make their xq on the stack (24 KiB); more (GPT-2
-   medium and larger), on the heap. */
+/* Inputs up to this many (a multiple of 128) make their xq on the stack
+   (23 KiB); more (GPT-2 medium and larger), on the heap. */
 #define XQ_STACK_K 3072
 
 static void gemv_quantized(gemv_job *j, int chunks) {
     int K = j->w->K;
-    _Alignas(64) unsigned char stack[XQ_STACK_K * 8];
-    _Static_assert(sizeof stack >= 6 * 64 + XQ_STACK_K * 15 / 2 + 4 * (XQ_STACK_K / QK + 16),
-                   "xq_bytes(XQ_STACK_K) fits");
+    _Alignas(64) unsigned char stack[XQ_BYTES(XQ_STACK_K)];
     unsigned char *heap = NULL, *buf = stack;
     if (xq_padded(K) > XQ_STACK_K) {
         /* not gpt2__alloc_aligned: a failure here is no error to report */
         void *p = NULL;
-        heap = posix_memalign(&p, 64, xq_bytes(K)) == 0 ? p : NULL;
+        heap = posix_memalign(&p, 64, XQ_BYTES(xq_padded(K))) == 0 ? p : NULL;
         buf = heap;
     }
     gpt2__xq xq;
-    if (buf) { /* without memory: x as it is, in float32 */
+    if (buf) { /* (without memory, the float kernels take x as it is) */
         gpt2__wmat_qgemv_fn qf = kernels()->qgemv[j->w->type - GPT2_DTYPE_Q8_0];
         xq_make(&xq, j->x, K, j->w->type, qf != NULL, buf);
         j->qf = qf, j->xq = &xq, j->x = xq.xf;
@@ -723,8 +718,7 @@ static gpt2__wmat panel_to_f32(const gpt2__wmat *w, int n0, int np,
     gpt2__wmat p = {.type = GPT2_DTYPE_F32, .layout = w->layout, .K = w->K,
                     .N = np, .data = panel};
     const uint8_t *base = w->data;
-    gpt2__wmat_deq_fn deq = kernels()->deq[w->type];
-    if (!deq) deq = portable_kernels.deq[w->type];
+    gpt2__wmat_deq_fn deq = KERNEL(deq[w->type]);
     if (w->layout == GPT2__BY_OUT) {
         p.row_bytes = (size_t)w->K * sizeof(float);
         for (int n = 0; n < np; n++)
@@ -838,10 +832,8 @@ static bool matmul_whole(float *out, const float *inp, const gpt2__wmat *w, int 
        layer's matrices in turn, all of the same few sizes */
     float *f = gpt2__gemm_operand_buffer(n * sizeof(float));
     if (!f) return false;
-    gpt2__wmat_deq_fn deq = kernels()->deq[w->type];
-    if (!deq) deq = portable_kernels.deq[w->type];
-    gpt2__wmat_t16_fn t16 = kernels()->transpose16;
-    if (!t16) t16 = transpose16_portable;
+    gpt2__wmat_deq_fn deq = KERNEL(deq[w->type]);
+    gpt2__wmat_t16_fn t16 = KERNEL(transpose16);
     const uint8_t *base = w->data;
     bool ok = true;
     if (w->layout == GPT2__BY_IN) {

@@ -707,52 +707,32 @@ static ISA512 void transpose16_512(const float *src, size_t lds, float *dst,
     for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (size_t)i * ldd, r[i]);
 }
 
-static const gpt2__wmat_kernels avx512_kernels = {
-    .name = "avx512",
-    .gemv = {
-        [F32] = {in_f32_512, out_f32_512},
-        [F16] = {in_f16_512, out_f16_512},
-        [BF16] = {in_bf16_512, out_bf16_512},
-        [GPT2_DTYPE_Q8_0] = {NULL, out_q8_512},
-        [GPT2_DTYPE_Q4_0] = {NULL, out_q4_512},
-    },
-    .in_rows = {rows_f32_512, rows_f16_512, rows_bf16_512},
-    .deq = {deq_f32_any, deq_f16_512, deq_bf16_512, deq_q8_512, deq_q4_512},
-    .xquant = xquant_512,
-    .transpose16 = transpose16_512,
-};
-static const gpt2__wmat_kernels avx512vnni_kernels = {
-    .name = "avx512vnni",
-    .gemv = {
-        [F32] = {in_f32_512, out_f32_512},
-        [F16] = {in_f16_512, out_f16_512},
-        [BF16] = {in_bf16_512, out_bf16_512},
-        [GPT2_DTYPE_Q8_0] = {NULL, out_q8_512},
-        [GPT2_DTYPE_Q4_0] = {NULL, out_q4_512},
-    },
-    .in_rows = {rows_f32_512, rows_f16_512, rows_bf16_512},
-    .deq = {deq_f32_any, deq_f16_512, deq_bf16_512, deq_q8_512, deq_q4_512},
-    .qgemv = {q8_vnni, q4_vnni},
-    .xquant = xquant_512,
-    .transpose16 = transpose16_512,
-};
-
-/* AVX-512 with BF16 rows by vdpbf16ps, where the CPU has AVX512_BF16 */
-static const gpt2__wmat_kernels avx512bf16_kernels = {
-    .name = "avx512bf16",
-    .gemv = {
-        [F32] = {in_f32_512, out_f32_512},
-        [F16] = {in_f16_512, out_f16_512},
-        [BF16] = {in_bf16_512, out_bf16_dp},
-        [GPT2_DTYPE_Q8_0] = {NULL, out_q8_512},
-        [GPT2_DTYPE_Q4_0] = {NULL, out_q4_512},
-    },
-    .in_rows = {rows_f32_512, rows_f16_512, rows_bf16_512},
-    .deq = {deq_f32_any, deq_f16_512, deq_bf16_512, deq_q8_512, deq_q4_512},
-    .qgemv = {q8_vnni, q4_vnni},
-    .xquant = xquant_512,
-    .transpose16 = transpose16_512,
-};
+/* The AVX-512 variants differ only in BF16 rows by vdpbf16ps and Q8_0 /
+   Q4_0 rows by int8 products */
+#define AVX512_KERNELS(NAME, OUT_BF16, QGEMV_Q8, QGEMV_Q4)                     \
+    {                                                                         \
+        .name = NAME,                                                         \
+        .gemv = {                                                             \
+            [F32] = {in_f32_512, out_f32_512},                                \
+            [F16] = {in_f16_512, out_f16_512},                                \
+            [BF16] = {in_bf16_512, OUT_BF16},                                 \
+            [GPT2_DTYPE_Q8_0] = {NULL, out_q8_512},                           \
+            [GPT2_DTYPE_Q4_0] = {NULL, out_q4_512},                           \
+        },                                                                    \
+        .in_rows = {rows_f32_512, rows_f16_512, rows_bf16_512},               \
+        .qgemv = {QGEMV_Q8, QGEMV_Q4},                                        \
+        .xquant = xquant_512,                                                 \
+        .deq = {deq_f32_any, deq_f16_512, deq_bf16_512, deq_q8_512, deq_q4_512}, \
+        .transpose16 = transpose16_512,                                       \
+    }
+static const gpt2__wmat_kernels avx512_kernels =
+    AVX512_KERNELS("avx512", out_bf16_512, NULL, NULL);
+/* where the CPU has AVX512_VNNI */
+static const gpt2__wmat_kernels avx512vnni_kernels =
+    AVX512_KERNELS("avx512vnni", out_bf16_512, q8_vnni, q4_vnni);
+/* where it has AVX512_BF16 too */
+static const gpt2__wmat_kernels avx512bf16_kernels =
+    AVX512_KERNELS("avx512bf16", out_bf16_dp, q8_vnni, q4_vnni);
 
 /* ================================================================ AVX2 */
 
